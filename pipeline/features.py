@@ -1,0 +1,237 @@
+"""Accident records -> model matrix, and the ``features`` DVC stage.
+
+This is the only place that knows the model's column order and encodings. What it
+needs at serving time (``FeatureSpec``) is logged with the model, so training, batch
+scoring and the API build identical rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline import codebook
+from pipeline.config import PROCESSED_DIR, params
+from pipeline.ingest import load_interim
+from pipeline.records import (
+    DEPARTMENTS,
+    OBSTACLE_GROUPS,
+    RECORD_FIELDS,
+    TARGET,
+    records_from_tables,
+)
+from pipeline.storage import write_parquet_atomic
+
+log = logging.getLogger(__name__)
+
+FEATURE_SPEC_VERSION = 1
+# Record fields used as they are (identifiers and calendar parts handled below).
+_PASSTHROUGH: tuple[str, ...] = tuple(f.name for f in RECORD_FIELDS if f.name not in ("an", "jour", "dep", "com"))
+# Place codes with many levels are target-encoded: the severe rate of the place, learnt on
+# the training fold only, shrunk towards the overall rate by ``TE_SMOOTHING`` pseudo-counts.
+TARGET_ENCODED: Mapping[str, int] = {"dep": 50, "com": 20}
+_DERIVED: tuple[str, ...] = (
+    "weekday",
+    "weekend",
+    "night",
+    "dep_code",
+    "overseas",
+    "nb_vulnerables",
+    "nb_lourds",
+    "nb_2rm",
+    "seul",
+    "usagers_par_vehicule",
+    "vulnerable_vs_lourd",
+    "nb_obs_fixe",
+    "age_ecart",
+    "hors_agglo_vma",
+    "dep_te",
+    "com_te",
+)
+FEATURE_COLUMNS: tuple[str, ...] = _PASSTHROUGH + _DERIVED
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What serving needs to rebuild the model's input: column order and category maps."""
+
+    columns: tuple[str, ...] = FEATURE_COLUMNS
+    categories: Mapping[str, Mapping[str, int]] = field(
+        default_factory=lambda: {"dep": {d: i for i, d in enumerate(DEPARTMENTS)}}
+    )
+    target_rates: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    prior: float = 0.5
+    codebook_version: str = codebook.CODEBOOK_VERSION
+    version: int = FEATURE_SPEC_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        d = asdict(self)
+        d["columns"] = list(self.columns)
+        d["categories"] = {k: dict(v) for k, v in self.categories.items()}
+        d["target_rates"] = {k: dict(v) for k, v in self.target_rates.items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureSpec:
+        """Inverse of ``to_dict``; unknown columns fail loudly."""
+        unknown = set(data["columns"]) - set(FEATURE_COLUMNS)
+        if unknown:
+            raise ValueError(f"model expects features this code cannot build: {sorted(unknown)}")
+        return cls(
+            columns=tuple(data["columns"]),
+            categories={k: dict(v) for k, v in data["categories"].items()},
+            target_rates={k: dict(v) for k, v in data["target_rates"].items()},
+            prior=float(data["prior"]),
+            codebook_version=data["codebook_version"],
+            version=int(data["version"]),
+        )
+
+    def to_json(self) -> str:
+        """Serialise."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def columns_of(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Record columns of a frame as numpy arrays (floats with NaN; ``dep`` as strings)."""
+    cols: dict[str, np.ndarray] = {}
+    for spec in RECORD_FIELDS:
+        s = frame[spec.name]
+        if spec.kind in ("dep", "com"):
+            cols[spec.name] = s.astype(object).to_numpy()
+        else:
+            cols[spec.name] = s.to_numpy(dtype=np.float64, na_value=np.nan)
+    return cols
+
+
+def columns_of_record(record: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """One record (a dict, e.g. from the API) as length-1 arrays, filling defaults."""
+    cols: dict[str, np.ndarray] = {}
+    for spec in RECORD_FIELDS:
+        value = record.get(spec.name, spec.default)
+        if spec.kind in ("dep", "com"):
+            cols[spec.name] = np.array([value], dtype=object)
+        else:
+            cols[spec.name] = np.array([np.nan if value is None else value], dtype=np.float64)
+    return cols
+
+
+def _weekday(an: np.ndarray, mois: np.ndarray, jour: np.ndarray) -> np.ndarray:
+    """Day of week, Monday = 0 (Sakamoto's method, vectorised)."""
+    offsets = np.array([0, 3, 2, 5, 0, 3, 5, 1, 4, 6, 2, 4], dtype=np.float64)
+    m = np.clip(np.nan_to_num(mois, nan=1), 1, 12).astype(np.int64)
+    y = an - (m < 3)
+    sunday0 = (y + np.floor(y / 4) - np.floor(y / 100) + np.floor(y / 400) + offsets[m - 1] + jour) % 7
+    return (sunday0 + 6) % 7
+
+
+def _encode(values: np.ndarray, mapping: Mapping[str, float]) -> np.ndarray:
+    if len(values) <= 32:
+        return np.array([mapping.get(v, np.nan) for v in values], dtype=np.float64)
+    return pd.Series(values, dtype=object).map(mapping).to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def feature_matrix(cols: Mapping[str, np.ndarray], spec: FeatureSpec) -> np.ndarray:
+    """Build the float32 model input, in ``spec.columns`` order, from record columns."""
+    g = cols.__getitem__
+    n = len(g("heure"))
+    lum = g("lum")
+    vulnerable = g("nb_velo") + g("nb_edp") + g("nb_cyclo") + g("nb_moto") + g("nb_pietons")
+    heavy = g("nb_pl") + g("nb_tc") + g("nb_rail") + g("nb_agricole")
+    weekday = _weekday(g("an"), g("mois"), g("jour"))
+    dep_code = _encode(g("dep"), spec.categories["dep"])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        derived: dict[str, np.ndarray] = {
+            "weekday": weekday,
+            "weekend": (weekday >= 5).astype(np.float64),
+            "night": np.isin(lum, (3, 4, 5)).astype(np.float64),
+            "dep_code": dep_code,
+            "overseas": (dep_code >= spec.categories["dep"]["971"]).astype(np.float64),
+            "nb_vulnerables": vulnerable,
+            "nb_lourds": heavy,
+            "nb_2rm": g("nb_cyclo") + g("nb_moto"),
+            "seul": (g("nb_vehicules") <= 1).astype(np.float64),
+            "usagers_par_vehicule": g("nb_usagers") / np.maximum(g("nb_vehicules"), 1),
+            "vulnerable_vs_lourd": ((vulnerable > 0) & (heavy > 0)).astype(np.float64),
+            "nb_obs_fixe": sum((g(name) for name in OBSTACLE_GROUPS if name != "obs_sortie_chaussee"), np.zeros(n)),
+            "age_ecart": g("age_max") - g("age_min"),
+            "hors_agglo_vma": np.where(g("agg") == 1, g("vma"), np.nan),
+            **{
+                f"{key}_te": np.nan_to_num(_encode(g(key), spec.target_rates.get(key, {})), nan=spec.prior)
+                for key in TARGET_ENCODED
+            },
+        }
+    out = np.empty((n, len(spec.columns)), dtype=np.float32)
+    for j, name in enumerate(spec.columns):
+        out[:, j] = derived[name] if name in derived else g(name)
+    return out
+
+
+def target_rates(keys: pd.Series, target: np.ndarray, smoothing: int) -> tuple[dict[str, float], float]:
+    """Smoothed severe rate per key (and the prior), from training rows only."""
+    prior = float(np.mean(target))
+    stats = (
+        pd.DataFrame({"k": keys.astype(object).to_numpy(), "y": target})
+        .dropna()
+        .groupby("k")["y"]
+        .agg(["sum", "count"])
+    )
+    rates = (stats["sum"] + smoothing * prior) / (stats["count"] + smoothing)
+    return {str(k): float(v) for k, v in rates.items()}, prior
+
+
+def fit_spec(records: pd.DataFrame, target: np.ndarray) -> FeatureSpec:
+    """A feature spec whose target encodings are learnt on ``records`` (training rows only)."""
+    rates: dict[str, dict[str, float]] = {}
+    prior = float(np.mean(target))
+    for key, smoothing in TARGET_ENCODED.items():
+        rates[key], prior = target_rates(records[key], target, smoothing)
+    return FeatureSpec(target_rates=rates, prior=prior)
+
+
+def out_of_fold_encodings(records: pd.DataFrame, target: np.ndarray, folds: int, seed: int) -> dict[str, np.ndarray]:
+    """Target encodings for the fitting rows, each computed without its own fold.
+
+    Encoding a training row with a rate that includes its own label leaks it; the
+    fitted model would over-trust the encoding.
+    """
+    fold = np.random.default_rng(seed).permutation(np.arange(len(records)) % folds)
+    out = {key: np.empty(len(records)) for key in TARGET_ENCODED}
+    for k in range(folds):
+        fit, apply = fold != k, fold == k
+        for key, smoothing in TARGET_ENCODED.items():
+            rates, prior = target_rates(records[key][fit], target[fit], smoothing)
+            out[key][apply] = np.nan_to_num(_encode(records[key][apply].astype(object).to_numpy(), rates), nan=prior)
+    return out
+
+
+def frame_matrix(frame: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
+    """Model input for a frame of records."""
+    return feature_matrix(columns_of(frame), spec)
+
+
+def build_year(year: int, interim: Mapping[str, pd.DataFrame], max_vma: int) -> pd.DataFrame:
+    """Records and target for one year's typed tables."""
+    records = records_from_tables(interim, max_vma=max_vma)
+    log.info("%s: %d accidents, %.1f%% severe", year, len(records), 100 * records[TARGET].mean())
+    return records
+
+
+def main() -> None:
+    """DVC entry point: one records table per year."""
+    p = params()
+    for year in p.ingest.years:
+        records = build_year(year, load_interim(year), p.features.max_vma)
+        write_parquet_atomic(records, PROCESSED_DIR / f"accidents_{year}.parquet")
+
+
+if __name__ == "__main__":
+    from pipeline.cli import run_stage
+
+    run_stage(main)

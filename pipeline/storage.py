@@ -1,0 +1,61 @@
+"""Atomic writes: every output is written to a temporary file in the same folder, then renamed."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipeline.errors import InputError
+
+
+@contextlib.contextmanager
+def atomic_path(dest: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``dest``; rename it over ``dest`` only if the block succeeds."""
+    dest = Path(dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    except OSError as exc:
+        raise InputError(f"cannot write output folder ({exc.strerror})", file=dest.parent) from exc
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        tmp.replace(dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_parquet_atomic(frame: pd.DataFrame, dest: Path) -> None:
+    """Write a frame to Parquet atomically."""
+    with atomic_path(dest) as tmp:
+        frame.to_parquet(tmp, index=False)
+
+
+def write_json_atomic(data: Any, dest: Path) -> None:
+    """Write JSON (sorted keys, indented) atomically."""
+    with atomic_path(dest) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+
+
+def write_text_atomic(text: str, dest: Path) -> None:
+    """Write a text file atomically."""
+    with atomic_path(dest) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def sha256_of(path: Path) -> str:
+    """SHA-256 of a file, streamed."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
