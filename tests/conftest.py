@@ -1,0 +1,137 @@
+"""Shared fixtures: small real BAAC extracts, a model trained on them, and an MLflow
+registry (SQLite in a temporary folder) holding that model as ``@champion``.
+
+Nothing here touches the repo's own ``mlflow.db`` or ``mlartifacts/``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+from pipeline.config import Params, load_params  # noqa: E402
+from pipeline.evaluate import write_reports  # noqa: E402
+from pipeline.ingest import find_tables, read_year  # noqa: E402
+from pipeline.model import LoadedModel, load_local, save_local  # noqa: E402
+from pipeline.records import ID_COLUMN, TARGET, records_from_tables  # noqa: E402
+from pipeline.settings import PipelineSettings  # noqa: E402
+from pipeline.train import choose_threshold, fit, split_valid  # noqa: E402
+
+TESTS = Path(__file__).resolve().parent
+EXTRACTS = TESTS / "data" / "baac"
+ROOT = TESTS.parent
+
+
+@pytest.fixture(scope="session")
+def extracts() -> Path:
+    """Folder of the real extracts: ``<year>/<official file name>.csv``."""
+    return EXTRACTS
+
+
+@pytest.fixture(scope="session")
+def tables() -> dict[int, dict[str, pd.DataFrame]]:
+    """Typed tables of the extracts, per year."""
+    return {year: read_year(find_tables([EXTRACTS / str(year)])) for year in (2020, 2021)}
+
+
+@pytest.fixture(scope="session")
+def records(tables: dict[int, dict[str, pd.DataFrame]]) -> dict[int, pd.DataFrame]:
+    """Accident records (with target) of the extracts, per year."""
+    return {year: records_from_tables(t) for year, t in tables.items()}
+
+
+@pytest.fixture(scope="session")
+def small_params() -> Params:
+    """params.yaml with a small, fast model (single thread, few trees)."""
+    base = load_params().model_dump(by_alias=True)
+    base["train"]["n_jobs"] = 1
+    base["train"]["xgb"].update(n_estimators=40, learning_rate=0.3, max_depth=3, early_stopping_rounds=10)
+    return Params.model_validate(base)
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A model trained on the 2020 extract, evaluated on the 2021 extract."""
+
+    model: LoadedModel
+    model_dir: Path
+    reports: Path
+    metrics: dict[str, dict[str, float]]
+    test: pd.DataFrame
+
+
+@pytest.fixture(scope="session")
+def trained(
+    records: dict[int, pd.DataFrame], small_params: Params, tmp_path_factory: pytest.TempPathFactory
+) -> Trained:
+    """Fit -> threshold -> save -> evaluate, exactly as the DVC stages do."""
+    tp = small_params.train
+    base = tmp_path_factory.mktemp("trained")
+    train_records = records[2020]
+    valid_mask = split_valid(train_records, tp.valid_fraction, tp.seed)
+    fitted = fit(train_records, valid_mask, tp)
+    threshold = choose_threshold(train_records.loc[valid_mask, TARGET].to_numpy(), fitted.valid_proba, tp.threshold)
+    model_dir = base / "models"
+    save_local(
+        model_dir, fitted.booster, fitted.spec, {"threshold": threshold, "best_iteration": fitted.best_iteration}
+    )
+    fit_predictions = pd.DataFrame(
+        {
+            ID_COLUMN: list(train_records.loc[~valid_mask, ID_COLUMN]) + list(train_records.loc[valid_mask, ID_COLUMN]),
+            "split": ["train"] * int((~valid_mask).sum()) + ["valid"] * int(valid_mask.sum()),
+            TARGET: list(train_records.loc[~valid_mask, TARGET]) + list(train_records.loc[valid_mask, TARGET]),
+            "proba": list(fitted.fit_proba) + list(fitted.valid_proba),
+        }
+    )
+    model = load_local(model_dir)
+    reports = base / "reports"
+    metrics = write_reports(model, fit_predictions, records[2021], out=reports)
+    return Trained(model, model_dir, reports, metrics, records[2021])
+
+
+@dataclass(frozen=True)
+class Registry:
+    """A temporary MLflow store holding the trained extract model as ``@champion``."""
+
+    tracking_uri: str
+    artifacts: Path
+    model_name: str
+    version: str
+    run_id: str
+
+    @property
+    def champion_uri(self) -> str:
+        return f"models:/{self.model_name}@champion"
+
+
+@pytest.fixture(scope="session")
+def registry(trained: Trained, small_params: Params, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """Register the trained model in a fresh SQLite MLflow store; sets MLFLOW_TRACKING_URI."""
+    from pipeline.register import log_and_register
+
+    base = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{base / 'mlflow.db'}"
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    settings = PipelineSettings(mlflow_tracking_uri=uri, mlflow_artifacts_dir=str(base / "artifacts"))
+    # A permissive gate: the extract model is small; gate logic is tested on its own.
+    params = Params.model_validate(
+        {
+            **small_params.model_dump(by_alias=True),
+            "registry": {"gate": {"min_roc_auc": 0.5, "min_f1": 0.1, "min_recall": 0.1}},
+        }
+    )
+    outcome = log_and_register(trained.model, params, settings, trained.metrics, trained.test, reports=trained.reports)
+    yield Registry(uri, base / "artifacts", settings.model_name, outcome["version"], outcome["run_id"])
+    if previous is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = previous
