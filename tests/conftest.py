@@ -17,13 +17,13 @@ import pytest
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
-from pipeline.config import Params, load_params  # noqa: E402
-from pipeline.evaluate import write_reports  # noqa: E402
-from pipeline.ingest import find_tables, read_year  # noqa: E402
-from pipeline.model import LoadedModel, load_local, save_local  # noqa: E402
-from pipeline.records import ID_COLUMN, TARGET, records_from_tables  # noqa: E402
-from pipeline.settings import PipelineSettings  # noqa: E402
-from pipeline.train import choose_threshold, fit, split_valid  # noqa: E402
+from pipeline.config import Params, load_params
+from pipeline.evaluate import write_reports
+from pipeline.ingest import find_tables, read_year
+from pipeline.model import LoadedModel, load_local, save_local
+from pipeline.records import ID_COLUMN, TARGET, records_from_tables
+from pipeline.settings import PipelineSettings
+from pipeline.train import choose_threshold, fit, split_valid
 
 TESTS = Path(__file__).resolve().parent
 EXTRACTS = TESTS / "data" / "baac"
