@@ -87,6 +87,7 @@ class TrainParams(_Frozen):
     seed: int = 42
     n_jobs: int = Field(2, ge=1)
     target_encoding_folds: int = Field(5, ge=2)
+    refit_full: bool = True
     threshold: ThresholdParams = ThresholdParams()
     xgb: XGBParams = XGBParams()
 

@@ -53,6 +53,7 @@ _DERIVED: tuple[str, ...] = (
     "hors_agglo_vma",
     "dep_te",
     "com_te",
+    "com_accidents",
 )
 FEATURE_COLUMNS: tuple[str, ...] = _PASSTHROUGH + _DERIVED
 
@@ -67,6 +68,8 @@ class FeatureSpec:
     )
     target_rates: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     prior: float = 0.5
+    # Accidents per commune in the training rows: how urban / accident-prone the place is.
+    com_counts: Mapping[str, int] = field(default_factory=dict)
     codebook_version: str = codebook.CODEBOOK_VERSION
     version: int = FEATURE_SPEC_VERSION
 
@@ -76,6 +79,7 @@ class FeatureSpec:
         d["columns"] = list(self.columns)
         d["categories"] = {k: dict(v) for k, v in self.categories.items()}
         d["target_rates"] = {k: dict(v) for k, v in self.target_rates.items()}
+        d["com_counts"] = dict(self.com_counts)
         return d
 
     @classmethod
@@ -89,6 +93,7 @@ class FeatureSpec:
             categories={k: dict(v) for k, v in data["categories"].items()},
             target_rates={k: dict(v) for k, v in data["target_rates"].items()},
             prior=float(data["prior"]),
+            com_counts=dict(data["com_counts"]),
             codebook_version=data["codebook_version"],
             version=int(data["version"]),
         )
@@ -166,6 +171,7 @@ def feature_matrix(cols: Mapping[str, np.ndarray], spec: FeatureSpec) -> np.ndar
                 f"{key}_te": np.nan_to_num(_encode(g(key), spec.target_rates.get(key, {})), nan=spec.prior)
                 for key in TARGET_ENCODED
             },
+            "com_accidents": np.nan_to_num(_encode(g("com"), spec.com_counts), nan=0.0),
         }
     out = np.empty((n, len(spec.columns)), dtype=np.float32)
     for j, name in enumerate(spec.columns):
@@ -192,7 +198,8 @@ def fit_spec(records: pd.DataFrame, target: np.ndarray) -> FeatureSpec:
     prior = float(np.mean(target))
     for key, smoothing in TARGET_ENCODED.items():
         rates[key], prior = target_rates(records[key], target, smoothing)
-    return FeatureSpec(target_rates=rates, prior=prior)
+    counts = records["com"].dropna().astype(str).value_counts()
+    return FeatureSpec(target_rates=rates, prior=prior, com_counts={str(k): int(v) for k, v in counts.items()})
 
 
 def out_of_fold_encodings(records: pd.DataFrame, target: np.ndarray, folds: int, seed: int) -> dict[str, np.ndarray]:

@@ -127,8 +127,8 @@ def champion_roc_auc(settings: PipelineSettings, test: pd.DataFrame) -> float | 
     uri = f"models:/{settings.model_name}@{settings.model_alias}"
     try:
         champion = load_model(uri)
-    except ModelLoadError:
-        log.info("no current champion (%s)", uri)
+    except ModelLoadError as exc:
+        log.warning("no comparable champion, gate uses the thresholds only: %s", exc)
         return None
     return float(roc_auc_score(test[TARGET], champion.predict_frame(test)))
 

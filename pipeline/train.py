@@ -29,7 +29,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Fitted:
-    """A trained booster (cut at its best iteration) and its feature spec."""
+    """The final booster and feature spec, with the predictions used for the threshold.
+
+    ``valid_proba`` comes from the early-stopping model, which never saw the validation
+    rows; ``fit_proba`` is the final model on the rows it was fitted on.
+    """
 
     booster: xgb.Booster
     spec: FeatureSpec
@@ -37,6 +41,7 @@ class Fitted:
     fit_proba: np.ndarray
     valid_proba: np.ndarray
     seconds: float
+    refit: bool
 
 
 def check_years(records: pd.DataFrame, tp: TrainParams) -> None:
@@ -82,22 +87,30 @@ def booster_params(tp: TrainParams) -> dict[str, Any]:
     }
 
 
+def training_matrix(records: pd.DataFrame, tp: TrainParams) -> tuple[np.ndarray, FeatureSpec]:
+    """Spec fitted on ``records`` and their matrix, target encodings computed out of fold."""
+    target = records[TARGET].to_numpy()
+    spec = fit_spec(records, target)
+    matrix = frame_matrix(records, spec)
+    for key, values in out_of_fold_encodings(records, target, tp.target_encoding_folds, tp.seed).items():
+        matrix[:, spec.columns.index(f"{key}_te")] = values
+    return matrix, spec
+
+
 def fit(records: pd.DataFrame, valid_mask: np.ndarray, tp: TrainParams) -> Fitted:
-    """Fit on the non-validation rows with early stopping on the validation rows."""
+    """Early-stop on the validation rows; then, if ``refit_full``, refit on every training row.
+
+    The refit uses the early-stopped number of trees, so the validation rows only ever
+    choose the number of trees and the threshold, never the trees of the model they score.
+    """
     check_years(records, tp)
     start = time.perf_counter()
     fit_rows, valid_rows = records[~valid_mask], records[valid_mask]
-    y_fit = fit_rows[TARGET].to_numpy()
-    y_valid = valid_rows[TARGET].to_numpy()
-    spec = fit_spec(fit_rows, y_fit)
-    x_fit = frame_matrix(fit_rows, spec)
-    oof = out_of_fold_encodings(fit_rows, y_fit, tp.target_encoding_folds, tp.seed)
-    for key, values in oof.items():
-        x_fit[:, spec.columns.index(f"{key}_te")] = values
+    x_fit, spec = training_matrix(fit_rows, tp)
     x_valid = frame_matrix(valid_rows, spec)
     names = list(spec.columns)
-    d_fit = xgb.DMatrix(x_fit, label=y_fit, feature_names=names, nthread=tp.n_jobs)
-    d_valid = xgb.DMatrix(x_valid, label=y_valid, feature_names=names, nthread=tp.n_jobs)
+    d_fit = xgb.DMatrix(x_fit, label=fit_rows[TARGET].to_numpy(), feature_names=names, nthread=tp.n_jobs)
+    d_valid = xgb.DMatrix(x_valid, label=valid_rows[TARGET].to_numpy(), feature_names=names, nthread=tp.n_jobs)
     booster = xgb.train(
         booster_params(tp),
         d_fit,
@@ -108,11 +121,18 @@ def fit(records: pd.DataFrame, valid_mask: np.ndarray, tp: TrainParams) -> Fitte
     )
     best = int(booster.best_iteration)
     booster = booster[: best + 1]
-    seconds = time.perf_counter() - start
-    log.info("trained %d trees in %.1f s", best + 1, seconds)
-    fit_proba = np.asarray(booster.inplace_predict(x_fit), dtype=np.float64)
     valid_proba = np.asarray(booster.inplace_predict(x_valid), dtype=np.float64)
-    return Fitted(booster, spec, best, fit_proba, valid_proba, seconds)
+    fit_proba = np.asarray(booster.inplace_predict(x_fit), dtype=np.float64)
+    if tp.refit_full:
+        x_all, spec = training_matrix(records, tp)
+        d_all = xgb.DMatrix(
+            x_all, label=records[TARGET].to_numpy(), feature_names=list(spec.columns), nthread=tp.n_jobs
+        )
+        booster = xgb.train(booster_params(tp), d_all, num_boost_round=best + 1, verbose_eval=False)
+        fit_proba = np.asarray(booster.inplace_predict(x_all[~valid_mask]), dtype=np.float64)
+    seconds = time.perf_counter() - start
+    log.info("trained %d trees in %.1f s (refit on all training rows: %s)", best + 1, seconds, tp.refit_full)
+    return Fitted(booster, spec, best, fit_proba, valid_proba, seconds, tp.refit_full)
 
 
 def choose_threshold(y: np.ndarray, proba: np.ndarray, policy: ThresholdParams) -> float:
@@ -150,6 +170,7 @@ def main() -> None:
         "test_years": list(tp.test_years),
         "rows": {"fit": int((~valid_mask).sum()), "valid": int(valid_mask.sum())},
         "train_seconds": round(fitted.seconds, 2),
+        "refit_full": fitted.refit,
     }
     save_local(MODEL_DIR, fitted.booster, fitted.spec, info)
     predictions = pd.DataFrame(
