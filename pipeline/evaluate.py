@@ -201,7 +201,7 @@ def main() -> None:
     model = load_local(MODEL_DIR, n_jobs=tp.n_jobs)
     fit_predictions = pd.read_parquet(MODEL_DIR / "fit_predictions.parquet")
     test = load_years(tp.test_years)
-    metrics = write_reports(model, fit_predictions, test)
+    metrics = write_reports(model, fit_predictions, test, out=REPORTS_DIR)
     t = metrics["test"]
     log.info(
         "test: roc_auc %.4f pr_auc %.4f f1 %.4f precision %.4f recall %.4f",

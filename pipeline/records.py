@@ -449,9 +449,9 @@ def check_records(frame: pd.DataFrame, first_line: int = 2) -> tuple[pd.DataFram
                 out_of_range = ok & ~((values >= low) & (values <= high))
             reject(out_of_range & ~invalid, spec.name, raw, f"out of range [{spec.minimum}, {spec.maximum}]")
             invalid |= out_of_range
-        typed[spec.name] = (
-            number if spec.optional else number.where(~pd.Series(missing, index=number.index), spec.default)
-        )
+        usable = pd.Series(~(missing | not_number | invalid), index=number.index)
+        # Bad cells are dropped below; fill them so the column can take its integer type.
+        typed[spec.name] = number.where(usable, np.nan if spec.optional else spec.default)
         bad |= not_number | invalid
     out = pd.DataFrame(typed, index=frame.index)
     for spec in RECORD_FIELDS:

@@ -128,7 +128,6 @@ def usagers(accidents: Collection[int], vehicles: Collection[str]) -> pa.DataFra
             pa.Check(
                 lambda df: (df["Num_Acc"].astype("string") + "/" + df["id_vehicule"]).isin(vehicles),
                 name="vehicle_exists",
-                error="the user's (Num_Acc, id_vehicule) is not in vehicules",
             )
         ],
         strict=True,

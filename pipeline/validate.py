@@ -50,6 +50,10 @@ def summarise(table: str, frame: pd.DataFrame, cases: pd.DataFrame, vp: Validate
     if cases.empty:
         return out
     cases = cases.assign(column=cases["column"].fillna("<table>").astype(str), check=cases["check"].astype(str))
+    # Row-level checks (keys, cross-table links) come back once per column: keep one per row.
+    row_level = (cases["schema_context"] == "DataFrameSchema") & (cases["check"] == "vehicle_exists")
+    cases.loc[row_level, "column"] = "Num_Acc, id_vehicule"
+    cases = cases.drop_duplicates(["column", "check", "index"])
     budget = max(vp.max_failures, int(vp.max_failure_rate * len(frame)))
     for (column, check), group in cases.groupby(["column", "check"], sort=True):
         rows = group["index"].dropna()
@@ -61,7 +65,7 @@ def summarise(table: str, frame: pd.DataFrame, cases: pd.DataFrame, vp: Validate
             examples.append(
                 {
                     "line": idx + 2,
-                    "value": None if row is None or column not in frame.columns else str(row[column]),
+                    "value": None if row is None else _value(row, column),
                     "Num_Acc": None if row is None else int(row["Num_Acc"]),
                 }
             )
@@ -80,6 +84,11 @@ def summarise(table: str, frame: pd.DataFrame, cases: pd.DataFrame, vp: Validate
             }
         )
     return out
+
+
+def _value(row: pd.Series, column: str) -> str:
+    names = [c.strip() for c in column.split(",")]
+    return ", ".join(str(row[c]) for c in names if c in row.index)
 
 
 def validate_year(year: int, tables: Mapping[str, pd.DataFrame], vp: ValidateParams) -> dict[str, Any]:
