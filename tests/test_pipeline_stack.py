@@ -1,4 +1,6 @@
-"""`dvc repro` for real, in a temporary git repository holding the project's tracked files."""
+"""The compose stack's commands, outside Docker: `mlflow server` with the compose flags, then
+`dvc repro` for real in a temporary git repository logging to that server, then the API
+started with the compose command, loading the champion over HTTP and scoring a record."""
 
 from __future__ import annotations
 
@@ -7,13 +9,26 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pytest
+import yaml
+
+from tests.servers import BIN, free_port, server
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
+
+
+def compose_command(service: str, replace: dict[str, str]) -> list[str]:
+    """A service's command from docker-compose.yaml, with container paths and ports swapped."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
+    command = compose["services"][service]["command"]
+    assert isinstance(command, list), f"{service}: use the exec (list) form"
+    return [replace.get(part, part) for part in command]
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -23,7 +38,27 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Completed
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The compose `mlflow` service's command, on 127.0.0.1 with local folders."""
+    base = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    cmd = compose_command(
+        "mlflow",
+        {
+            "sqlite:////mlflow/mlflow.db": f"sqlite:///{base / 'mlflow.db'}",
+            "/mlflow/artifacts": str(base / "artifacts"),
+            "0.0.0.0": "127.0.0.1",
+            "5000": str(port),
+        },
+    )
+    cmd[0] = str(BIN / cmd[0])
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with server(cmd, f"http://127.0.0.1:{port}/health", env=env, cwd=base, log=base / "mlflow.log"):
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str) -> tuple[Path, dict[str, str]]:
     """A git repo with the project's tracked files (no outputs, no DVC cache) and its own remote."""
     work = tmp_path_factory.mktemp("dvcrepo") / "project"
     tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
@@ -38,7 +73,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+        "MLFLOW_TRACKING_URI": mlflow_server,
         "DVC_NO_ANALYTICS": "1",
         "OMP_WAIT_POLICY": "PASSIVE",
         "GIT_AUTHOR_NAME": "test",
@@ -103,3 +138,19 @@ def test_push_and_pull_with_the_local_remote(repo: tuple[Path, dict[str, str]]) 
     shutil.rmtree(work / "data" / "processed")
     _run(["dvc", "pull"], work, env)
     assert len(pd.read_parquet(work / "data/processed/accidents_2021.parquet")) == 56_518
+
+
+def test_api_serves_the_champion_from_the_mlflow_server(repo: tuple[Path, dict[str, str]], mlflow_server: str) -> None:
+    work, _ = repo
+    port = free_port()
+    cmd = compose_command("api", {"0.0.0.0": "127.0.0.1", "8000": str(port)})
+    cmd[0] = str(BIN / cmd[0])
+    api_env = {"MLFLOW_TRACKING_URI": mlflow_server, "OMP_WAIT_POLICY": "PASSIVE"}
+    url = f"http://127.0.0.1:{port}"
+    with server(cmd, f"{url}/ready", env=api_env, cwd=ROOT, log=work / "api.log"):
+        registry = json.loads((work / "reports/registry.json").read_text())
+        model = httpx.get(f"{url}/model", timeout=10).json()
+        assert model["version"] == registry["version"] and model["alias"] == "champion"
+        answer = httpx.post(f"{url}/predict", json={"lum": 3, "agg": 1, "vma": 90, "nb_pietons": 1}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        assert 0 < answer.json()["probability"] < 1
