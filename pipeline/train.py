@@ -167,7 +167,11 @@ def main() -> None:
         "n_trees": fitted.best_iteration + 1,
         "train_years": list(tp.train_years),
         "test_years": list(tp.test_years),
-        "rows": {"fit": int((~valid_mask).sum()), "valid": int(valid_mask.sum())},
+        "rows": {
+            "fit": int((~valid_mask).sum()),
+            "valid": int(valid_mask.sum()),
+            "final_model": len(records) if fitted.refit else int((~valid_mask).sum()),
+        },
         "train_seconds": round(fitted.seconds, 2),
         "refit_full": fitted.refit,
     }
