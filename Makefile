@@ -44,10 +44,12 @@ score: repro  ## score the bundled 2021 files with the champion model
 test: setup  ## the test suite, with coverage of pipeline/, api/ and app/
 	$(PY) -m pytest --cov --cov-report=term --cov-report=xml
 
-lint: setup  ## ruff, formatting and mypy
+lint: setup  ## ruff, formatting, mypy, hadolint (Dockerfile) and actionlint (workflows)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy pipeline api app
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/actionlint
 
 bench: setup  ## speed benchmarks, printed as ratios against in-run baselines
 	$(PY) -m benchmarks
