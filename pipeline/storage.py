@@ -15,6 +15,11 @@ import pandas as pd
 
 from pipeline.errors import InputError
 
+# mkstemp creates 0600 files; outputs should get the usual permissions (0666 minus umask).
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
+
 
 @contextlib.contextmanager
 def atomic_path(dest: Path) -> Iterator[Path]:
@@ -27,6 +32,7 @@ def atomic_path(dest: Path) -> Iterator[Path]:
         raise InputError(f"cannot write output folder ({exc.strerror})", file=dest.parent) from exc
     os.close(fd)
     tmp = Path(name)
+    tmp.chmod(_FILE_MODE)
     try:
         yield tmp
         tmp.replace(dest)
