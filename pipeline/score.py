@@ -52,7 +52,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from pipeline.config import BUNDLED_DIR, PREDICTIONS_DIR, params
+from pipeline.config import BUNDLED_DIR, PREDICTIONS_DIR, ROOT, params
 from pipeline.errors import InputError
 from pipeline.ingest import SCHEMA, find_tables, identify, read_year
 from pipeline.records import FIELDS, ID_COLUMN, RECORD_COLUMNS, TARGET, check_records, records_from_tables
@@ -257,7 +257,8 @@ def job_paths(args: argparse.Namespace) -> tuple[list[Path], Path]:
         if args.inputs or args.output:
             raise InputError("--stage takes no INPUT nor --output (they come from params.yaml: score.year)")
         year = params().score.year
-        return [BUNDLED_DIR / str(year)], PREDICTIONS_DIR / f"{year}.parquet"
+        # Relative to the project root, so the summary DVC tracks names no machine path.
+        return [(BUNDLED_DIR / str(year)).relative_to(ROOT)], PREDICTIONS_DIR / f"{year}.parquet"
     if not args.inputs:
         raise InputError("no INPUT given (a folder, a .zip, or CSV files)")
     if args.output is None:
