@@ -257,8 +257,11 @@ def job_paths(args: argparse.Namespace) -> tuple[list[Path], Path]:
         if args.inputs or args.output:
             raise InputError("--stage takes no INPUT nor --output (they come from params.yaml: score.year)")
         year = params().score.year
+        folder = BUNDLED_DIR / str(year)
         # Relative to the project root, so the summary DVC tracks names no machine path.
-        return [(BUNDLED_DIR / str(year)).relative_to(ROOT)], PREDICTIONS_DIR / f"{year}.parquet"
+        return [
+            folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder
+        ], PREDICTIONS_DIR / f"{year}.parquet"
     if not args.inputs:
         raise InputError("no INPUT given (a folder, a .zip, or CSV files)")
     if args.output is None:
