@@ -1,0 +1,110 @@
+"""The FastAPI application: ``uvicorn api.main:app``.
+
+The model is loaded once, at startup, from the MLflow registry
+(``models:/MODEL_NAME@MODEL_ALIAS``). If that fails the service still starts: ``/health``
+answers, ``/ready`` and the scoring routes answer 503 with the reason, and
+``POST /admin/reload`` retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, status
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+
+from api.deps import ModelHolder
+from api.jobs import JobStore
+from api.routes import admin, health, model, predict, score
+from api.routes import metrics as metrics_route
+from api.schemas import ErrorResponse
+from api.settings import Settings
+from api.telemetry import MetricsMiddleware, Telemetry
+from pipeline.errors import InputError
+from pipeline.model import ModelLoadError
+
+# Spinning OpenMP threads would steal the core from the event loop (set before xgboost runs).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# MLflow draws progress bars on stderr for every artifact download; they clutter server logs.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+log = logging.getLogger(__name__)
+
+PLACEHOLDER_KEY = "change-me"  # the value in .env.example
+
+DESCRIPTION = """
+Predicts whether a French road accident is **severe** (at least one person killed or
+hospitalised) from an accident record coded as in the ONISR codebook (BAAC open data).
+
+* `POST /predict`: one record; `?explain=true` adds the top contributing factors.
+* `POST /predict/batch`: up to `API_MAX_BATCH` records.
+* `POST /score/file`: a CSV of accident records, or a zip of one year's four raw BAAC tables.
+* `GET /model`, `GET /model/evaluation`: the served model, its record schema and test-year evaluation.
+* `POST /admin/reload` (header `X-API-Key`): reload the champion from the MLflow registry.
+"""
+
+
+async def input_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Bad input data -> 422 with the one-line message that names file, column and lines."""
+    assert isinstance(exc, InputError)
+    body = ErrorResponse(detail=str(exc), file=exc.file, column=exc.column, rows=exc.rows or None)
+    return JSONResponse(body.model_dump(), status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Anything unforeseen: logged with its traceback here, never sent to the client."""
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"detail": "internal error"}, status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Load the model once (a failure is not fatal), and clean the job folder on shutdown."""
+    holder: ModelHolder = app.state.holder
+    try:
+        holder.load()
+    except ModelLoadError:
+        log.error("starting without a model; POST /admin/reload retries (%s)", holder.error)
+    try:
+        yield
+    finally:
+        app.state.jobs.close()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app from ``settings`` (read from the environment when omitted)."""
+    settings = settings or Settings()
+    if settings.api_key is None:
+        log.info("API_KEY is not set: admin endpoints are disabled")
+    elif settings.api_key.get_secret_value() == PLACEHOLDER_KEY:
+        log.warning("API_KEY is the .env.example placeholder: anyone who read it can reload the model")
+    app = FastAPI(
+        title="Accident severity API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        max_body_size=settings.max_upload_bytes,
+        exception_handlers={InputError: input_error_handler, Exception: unexpected_error_handler},
+    )
+    app.state.settings = settings
+    app.state.holder = ModelHolder(settings.model_uri, settings.mlflow_tracking_uri)
+    app.state.telemetry = Telemetry()
+    app.state.jobs = JobStore()
+    for router in (health.router, metrics_route.router, model.router, predict.router, score.router, admin.router):
+        app.include_router(router)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Content-Type", "X-API-Key"],
+    )
+    # Added last, so outermost among user middleware: it also times CORS preflights.
+    app.add_middleware(MetricsMiddleware, telemetry=app.state.telemetry)
+    return app
+
+
+app = create_app()

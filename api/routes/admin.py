@@ -1,0 +1,41 @@
+"""Operations guarded by the API key."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, status
+
+from api.deps import HolderDep, TelemetryDep, require_api_key
+from api.schemas import ErrorResponse, ReloadResponse
+from pipeline.model import ModelLoadError
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+@router.post(
+    "/reload",
+    response_model=ReloadResponse,
+    summary="Reload the model from the registry",
+    responses={
+        401: {"model": ErrorResponse, "description": "Missing or wrong `X-API-Key`."},
+        503: {
+            "model": ErrorResponse,
+            "description": "API_KEY is not set, or the model could not be loaded (the previous one keeps serving).",
+        },
+    },
+)
+def reload_model(
+    holder: HolderDep, telemetry: TelemetryDep, _: Annotated[None, Depends(require_api_key)]
+) -> ReloadResponse:
+    """Load ``models:/MODEL_NAME@MODEL_ALIAS`` again (e.g. after the champion alias moved) and
+    swap it in atomically. On failure the current model keeps serving."""
+    previous = holder.current
+    try:
+        serving = holder.load()
+    except ModelLoadError as exc:
+        telemetry.model_reloads.labels(outcome="failed").inc()
+        still = f"; still serving version {previous.identity.version}" if previous else ""
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"reload failed: {exc}{still}") from exc
+    telemetry.model_reloads.labels(outcome="reloaded").inc()
+    return ReloadResponse(status="reloaded", previous=previous.identity if previous else None, model=serving.identity)

@@ -1,0 +1,143 @@
+"""What the served model is, what it expects, and how well it did on the test year."""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from typing import Any
+
+import yaml
+from fastapi import APIRouter, HTTPException, status
+
+from api.deps import ServingDep
+from api.explain import DERIVED_LABELS, feature_label
+from api.schemas import (
+    CodeInfo,
+    DerivedFeature,
+    ErrorResponse,
+    EvaluationResponse,
+    FieldInfo,
+    GateInfo,
+    Importance,
+    ModelInfo,
+    TrainingInfo,
+)
+from pipeline.config import params
+from pipeline.records import RECORD_FIELDS, FieldSpec
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["model"])
+
+_TYPES: dict[str, Any] = {"code": "integer", "int": "integer", "float": "number", "dep": "string", "com": "string"}
+NO_MODEL: dict[int | str, dict[str, Any]] = {503: {"model": ErrorResponse, "description": "No model loaded."}}
+
+
+def _field_info(spec: FieldSpec) -> FieldInfo:
+    codes = None
+    if spec.kind == "code":
+        codes = [CodeInfo(code=int(code), label=label) for code, label in spec.labels().items()]
+    elif spec.kind == "dep":
+        codes = [CodeInfo(code=code, label=str(code)) for code in spec.allowed()]
+    return FieldInfo(
+        name=spec.name,
+        kind=spec.kind,
+        type=_TYPES[spec.kind],
+        group=spec.group,
+        label_fr=spec.fr,
+        label_en=spec.en,
+        codes=codes,
+        minimum=spec.minimum,
+        maximum=spec.maximum,
+        optional=spec.optional,
+        default=spec.default,
+    )
+
+
+@lru_cache(maxsize=1)
+def record_schema() -> tuple[FieldInfo, ...]:
+    """The accident record's fields, with labels and allowed codes (static: built once)."""
+    return tuple(_field_info(spec) for spec in RECORD_FIELDS)
+
+
+@lru_cache(maxsize=1)
+def gate_thresholds() -> dict[str, float] | None:
+    """The promotion gate of params.yaml, when the file is there (not in every deployment)."""
+    try:
+        return params().registry.gate.model_dump()
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        log.info("no gate thresholds: %s", exc)
+        return None
+
+
+@router.get("/model", response_model=ModelInfo, summary="The served model", responses=NO_MODEL)
+async def model_info(serving: ServingDep) -> ModelInfo:
+    """Identity, training metrics by split, training data, gate, and the record schema with
+    French and English labels and the allowed codes of every field."""
+    model = serving.model
+    info = model.info
+    gate_result = serving.evaluation.gate if serving.evaluation else None
+    gate = GateInfo(
+        thresholds=gate_thresholds(),
+        passed=gate_result.get("passed") if gate_result else None,
+        reasons=list(gate_result.get("reasons", [])) if gate_result else [],
+    )
+    return ModelInfo(
+        **serving.identity.model_dump(),
+        source=model.source,
+        loaded_at=serving.loaded_at,
+        codebook_version=model.spec.codebook_version,
+        metrics=info.get("metrics", {}),
+        training=TrainingInfo.model_validate({key: info.get(key) for key in TrainingInfo.model_fields}),
+        gate=gate,
+        feature_columns=list(model.spec.columns),
+        features=list(record_schema()),
+        derived_features=[
+            DerivedFeature(name=name, label_fr=fr, label_en=en)
+            for name, (fr, en) in DERIVED_LABELS.items()
+            if name in model.spec.columns
+        ],
+    )
+
+
+@router.get(
+    "/model/evaluation",
+    response_model=EvaluationResponse,
+    summary="Test-year evaluation",
+    responses={
+        **NO_MODEL,
+        404: {"model": ErrorResponse, "description": "The model's run logged no evaluation artifacts."},
+    },
+)
+async def model_evaluation(serving: ServingDep) -> EvaluationResponse:
+    """Confusion matrix at the model threshold, ROC and PR curves, the per-threshold table
+    (0 to 1 by 0.01, to recompute the matrix at any threshold) and feature importance."""
+    evaluation = serving.evaluation
+    if evaluation is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            detail=f"model version {serving.identity.version} has no evaluation artifacts in its MLflow run",
+        )
+    test = evaluation.metrics["test"]
+    return EvaluationResponse.model_validate(
+        {
+            "model": serving.identity,
+            "split": "test",
+            "test_years": serving.model.info.get("test_years"),
+            "threshold": serving.model.threshold,
+            "confusion": evaluation.confusion("test"),
+            "metrics": test,
+            "roc": evaluation.roc,
+            "pr": evaluation.pr,
+            "thresholds": evaluation.thresholds,
+            "feature_importance": [
+                Importance(
+                    feature=row["feature"],
+                    label_fr=feature_label(row["feature"])[0],
+                    label_en=feature_label(row["feature"])[1],
+                    gain=row["gain"],
+                    share=row["share"],
+                )
+                for row in evaluation.importance
+            ],
+        }
+    )

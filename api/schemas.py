@@ -1,0 +1,320 @@
+"""Request and response bodies, built on ``pipeline.records.AccidentRecord`` (not redefined here)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+
+from pipeline.records import RECORD_FIELDS
+from pipeline.records import AccidentRecord as PipelineRecord
+
+if TYPE_CHECKING:
+    _RecordBase = BaseModel
+else:
+    # Built at import time from RECORD_FIELDS; type checkers only know it is a BaseModel.
+    _RecordBase = PipelineRecord
+_NUMERIC = frozenset(f.name for f in RECORD_FIELDS if f.kind in ("code", "int", "float"))
+
+
+class AccidentRecord(_RecordBase):
+    """One accident as the model sees it, coded as in the ONISR codebook (``GET /model`` lists
+    the fields, their labels and allowed codes). Every field is optional and defaults to the
+    documented value; unknown fields are refused. Numeric fields take JSON numbers only (an
+    integer field accepts ``2`` or ``2.0``, not ``"2"`` nor ``true``)."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic's lax mode would read "2" or true as 2; the schema says number.
+        if isinstance(value, (str, bool)) and info.field_name in _NUMERIC:
+            raise PydanticCustomError(
+                "number_type", "Input should be a JSON number, not {kind}", {"kind": type(value).__name__}
+            )
+        return value
+
+
+def rows_of(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as plain Python values (NaN and NA -> None); floats keep every bit, unlike ``to_json``."""
+    rows: list[dict[str, Any]] = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+    return rows
+
+
+LabelName = Literal["severe", "not severe"]
+Scalar = float | int | str | None
+
+
+class ErrorDetail(BaseModel):
+    """One validation problem, as FastAPI reports it: where (``loc``) and why (``msg``)."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+    input: Any = None
+    ctx: dict[str, Any] | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every error body: a one-line message, or the list of validation problems.
+
+    Bad files also name where the problem is (``file``, ``column``, ``rows``: 1-based
+    line numbers, the header being line 1).
+    """
+
+    detail: str | list[ErrorDetail]
+    file: str | None = None
+    column: str | None = None
+    rows: list[int] | None = None
+
+
+class ModelIdentity(BaseModel):
+    """Which registered model answered."""
+
+    name: str | None
+    version: str | None
+    alias: str | None
+    run_id: str | None
+    threshold: float
+
+
+class HealthResponse(BaseModel):
+    """Liveness."""
+
+    status: Literal["ok"]
+
+
+class ReadyResponse(BaseModel):
+    """Readiness: a model is loaded and serving."""
+
+    status: Literal["ready"]
+    model: ModelIdentity
+    loaded_at: float = Field(description="Unix time the model was loaded.")
+
+
+# --- /predict
+
+
+class Factor(BaseModel):
+    """One feature's contribution to a prediction (SHAP value, in log-odds)."""
+
+    feature: str
+    label_fr: str
+    label_en: str
+    value: Scalar = Field(description="The feature's value for this accident.")
+    value_label: str | None = Field(None, description="Codebook label of the value, when it is a code.")
+    contribution: float = Field(description="Log-odds added to the prediction by this feature.")
+    direction: Literal["increases", "decreases"] = Field(description="Effect on the severity risk.")
+
+
+class Explanation(BaseModel):
+    """Top contributing factors; ``base_log_odds`` plus every contribution gives the log-odds."""
+
+    base_log_odds: float
+    factors: list[Factor]
+
+
+class Prediction(BaseModel):
+    """The severity prediction for one accident."""
+
+    probability: float = Field(ge=0, le=1, description="Probability that someone was killed or hospitalised.")
+    label: Literal[0, 1]
+    label_name: LabelName
+    threshold: float
+
+
+class PredictionResponse(Prediction):
+    """One prediction, the model that made it and, on request, its top factors."""
+
+    model: ModelIdentity
+    explanation: Explanation | None = None
+
+
+class BatchRequest(BaseModel):
+    """Several accident records (at most ``API_MAX_BATCH``, 1000 by default)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    records: list[AccidentRecord] = Field(min_length=1)
+
+
+class BatchResponse(BaseModel):
+    """Predictions in the order of the records."""
+
+    model: ModelIdentity
+    count: int
+    predictions: list[Prediction]
+
+
+# --- /model
+
+
+class CodeInfo(BaseModel):
+    """An allowed code and its codebook label."""
+
+    code: int | str
+    label: str
+
+
+class FieldInfo(BaseModel):
+    """One field of the accident record, for forms."""
+
+    name: str
+    kind: Literal["code", "int", "float", "dep", "com"]
+    type: Literal["integer", "number", "string"]
+    group: str
+    label_fr: str
+    label_en: str
+    codes: list[CodeInfo] | None = Field(None, description="Allowed codes (coded fields and departments).")
+    minimum: float | None
+    maximum: float | None
+    optional: bool = Field(description="Whether null (unknown) is accepted.")
+    default: Scalar
+
+
+class DerivedFeature(BaseModel):
+    """A model feature computed from the record."""
+
+    name: str
+    label_fr: str
+    label_en: str
+
+
+class TrainingInfo(BaseModel):
+    """What the model was trained on, when the run recorded it."""
+
+    train_years: list[int] | None = None
+    test_years: list[int] | None = None
+    rows: dict[str, int] | None = None
+    best_iteration: int | None = None
+    n_trees: int | None = None
+    threshold_policy: dict[str, Any] | None = None
+    train_seconds: float | None = None
+
+
+class GateInfo(BaseModel):
+    """The promotion gate: thresholds from params.yaml and the outcome logged at registration."""
+
+    thresholds: dict[str, float] | None = None
+    passed: bool | None = None
+    reasons: list[str] = Field(default_factory=list)
+
+
+class ModelInfo(ModelIdentity):
+    """The served model: identity, metrics by split, training data and the record schema."""
+
+    source: str
+    loaded_at: float
+    codebook_version: str
+    metrics: dict[str, dict[str, Scalar]] = Field(description="Metrics by split (train, valid, test).")
+    training: TrainingInfo
+    gate: GateInfo | None
+    feature_columns: list[str]
+    features: list[FieldInfo]
+    derived_features: list[DerivedFeature]
+
+
+# --- /model/evaluation
+
+
+class Confusion(BaseModel):
+    """Confusion counts."""
+
+    tn: int
+    fp: int
+    fn: int
+    tp: int
+
+
+class RocPoint(BaseModel):
+    """A point of the ROC curve."""
+
+    fpr: float
+    tpr: float
+    threshold: float
+
+
+class PrPoint(BaseModel):
+    """A point of the precision-recall curve."""
+
+    recall: float
+    precision: float
+    threshold: float
+
+
+class ThresholdRow(BaseModel):
+    """Confusion counts and rates at one threshold."""
+
+    threshold: float
+    tn: int
+    fp: int
+    fn: int
+    tp: int
+    accuracy: float
+    precision: float
+    recall: float
+    f1: float
+
+
+class Importance(BaseModel):
+    """Total gain of one feature."""
+
+    feature: str
+    label_fr: str
+    label_en: str
+    gain: float
+    share: float
+
+
+class EvaluationResponse(BaseModel):
+    """Test-year evaluation of the served model, logged with its MLflow run."""
+
+    model: ModelIdentity
+    split: Literal["test"]
+    test_years: list[int] | None
+    threshold: float
+    confusion: Confusion = Field(description="At the model threshold.")
+    metrics: dict[str, Scalar]
+    roc: list[RocPoint]
+    pr: list[PrPoint]
+    thresholds: list[ThresholdRow] = Field(description="Thresholds 0 to 1 by 0.01.")
+    feature_importance: list[Importance]
+
+
+# --- /score/file
+
+
+class Downloads(BaseModel):
+    """Where to fetch the full outputs of a scoring job."""
+
+    parquet: str
+    csv: str
+    rejects_csv: str
+
+
+class ScoreResponse(BaseModel):
+    """A scored file: summary, rejected lines, and one page of the scored rows."""
+
+    job_id: str
+    model: ModelIdentity
+    summary: dict[str, Any]
+    rejects: list[dict[str, Any]] = Field(description="Rejected cells (the first 1000).")
+    rejects_total: int
+    page: int
+    page_size: int
+    pages: int
+    rows_total: int
+    rows: list[dict[str, Any]]
+    downloads: Downloads
+
+
+# --- /admin
+
+
+class ReloadResponse(BaseModel):
+    """Outcome of a successful reload."""
+
+    status: Literal["reloaded"]
+    previous: ModelIdentity | None
+    model: ModelIdentity

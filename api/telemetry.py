@@ -1,0 +1,80 @@
+"""Prometheus metrics of the service and the ASGI middleware that records them."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+UNMATCHED = "unmatched"
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Telemetry:
+    """One registry per app, so several apps (tests) never clash on metric names."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "api_requests",
+            "HTTP requests by route template, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "api_request_duration_seconds",
+            "Request latency by route template.",
+            ["route"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "api_predictions",
+            "Predictions served, by predicted label.",
+            ["label"],
+            registry=self.registry,
+        )
+        self.model_reloads = Counter(
+            "api_model_reloads",
+            "Model reload attempts by outcome.",
+            ["outcome"],
+            registry=self.registry,
+        )
+
+    def count_predictions(self, severe: int, total: int) -> None:
+        """Add a batch of predictions to the per-label counter."""
+        if severe:
+            self.predictions.labels(label="severe").inc(severe)
+        if total - severe:
+            self.predictions.labels(label="not severe").inc(total - severe)
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request, labelled by route template (not raw path)."""
+
+    def __init__(self, app: ASGIApp, telemetry: Telemetry) -> None:
+        self.app = app
+        self.telemetry = telemetry
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            # An exception escaping here becomes ServerErrorMiddleware's 500: status stays 500.
+            route = scope.get("route")
+            template = getattr(route, "path", UNMATCHED)
+            self.telemetry.requests.labels(route=template, method=scope["method"], status=str(status)).inc()
+            self.telemetry.latency.labels(route=template).observe(time.perf_counter() - start)
