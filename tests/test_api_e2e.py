@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,60 +10,22 @@ import httpx
 import pytest
 
 from pipeline.records import ID_COLUMN, RECORD_COLUMNS
+from tests.servers import free_port
+from tests.servers import server as run_server
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"uvicorn exited with code {process.returncode}")
-        try:
-            if httpx.get(f"{base}/ready", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{base}/ready did not answer 200 within {timeout} s")
-
-
 @pytest.fixture(scope="module")
 def server(registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": registry.tracking_uri,
-        "API_KEY": "e2e-key",
-        "OMP_WAIT_POLICY": "PASSIVE",
-    }
-    log = (tmp_path_factory.mktemp("uvicorn") / "server.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    env = {"MLFLOW_TRACKING_URI": registry.tracking_uri, "API_KEY": "e2e-key", "OMP_WAIT_POLICY": "PASSIVE"}
     base = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(base, process)
+    cmd = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port)]
+    log = tmp_path_factory.mktemp("uvicorn") / "server.log"
+    with run_server(cmd, f"{base}/ready", env=env, cwd=ROOT, log=log):
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 def test_predict_over_http(server: str, registry, trained) -> None:
