@@ -117,7 +117,11 @@ def register_model(store: Path, train: pd.DataFrame, test: pd.DataFrame) -> dict
 
 
 def run_job(args: list[str], env: dict[str, str]) -> dict[str, Any]:
-    """``python -m pipeline.score ARGS`` as a child process: wall time and the child's own peak RSS."""
+    """``python -m pipeline.score ARGS`` as a child process: wall time, the child's CPU time and peak RSS.
+
+    CPU time (user + system, every thread) does not move when another process takes a core
+    for a while, unlike the wall time: it tells a slower run from a busier machine.
+    """
     start = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline.score", *args, "--n-jobs", str(CORES)],
@@ -133,7 +137,7 @@ def run_job(args: list[str], env: dict[str, str]) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"pipeline.score failed ({proc.returncode}): {stderr.strip().splitlines()[-1:]}")
-    return {"seconds": seconds, "peak_rss_bytes": usage.ru_maxrss * 1024}
+    return {"seconds": seconds, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_bytes": usage.ru_maxrss * 1024}
 
 
 def process_start(env: dict[str, str]) -> float:
@@ -201,6 +205,7 @@ def bench_flat(env: dict[str, str], work: Path, records: pd.DataFrame, tracking_
         "csv_mb": path.stat().st_size / 1e6,
         "seconds": job["seconds"],
         "rows_per_s": FLAT_ROWS / job["seconds"],
+        "cpu_s": job["cpu_s"],
         "peak_rss_bytes": job["peak_rss_bytes"],
         "bare_inplace_predict_s": bare,
         "ratio_vs_inplace_predict": job["seconds"] / bare,
@@ -230,7 +235,8 @@ def report(model: dict[str, Any], raw: dict[str, Any], flat: dict[str, Any], cor
         f"in job: {raw['in_job_timings_s']}"
     )
     print(
-        f"flat {flat['rows']:,} records ({flat['csv_mb']:.0f} MB CSV): {flat['seconds']:.2f} s, "
+        f"flat {flat['rows']:,} records ({flat['csv_mb']:.0f} MB CSV): {flat['seconds']:.2f} s "
+        f"({flat['cpu_s']:.2f} s CPU), "
         f"{flat['rows_per_s']:,.0f} rows/s (goal >= {GOALS['flat_rows_per_s']:,.0f}: "
         f"{mark(flat['rows_per_s'] >= GOALS['flat_rows_per_s'])}); peak RSS {flat['peak_rss_bytes'] / gb:.2f} GB "
         f"(goal <= {GOALS['flat_peak_rss_gb']} GB: {mark(flat['peak_rss_bytes'] / gb <= GOALS['flat_peak_rss_gb'])})"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -370,6 +370,63 @@ def _allowed_sets() -> dict[str, frozenset[Any]]:
     return {f.name: frozenset(f.allowed()) for f in RECORD_FIELDS if f.kind in ("code", "dep")}
 
 
+MISSING_TEXT: tuple[str, ...] = ("", "N/A", "NA", "nan", "None")  # cells, once stripped, that mean "unknown"
+
+
+@cache
+def _code_table(name: str) -> tuple[int, np.ndarray]:
+    """The smallest code of a coded field and a lookup table: ``table[code - smallest]`` is True when allowed."""
+    codes = np.array(sorted(int(c) for c in _allowed_sets()[name]), dtype=np.int64)
+    table = np.zeros(int(codes[-1] - codes[0]) + 1, dtype=bool)
+    table[codes - codes[0]] = True
+    return int(codes[0]), table
+
+
+def _in_codebook(values: np.ndarray, name: str) -> np.ndarray:
+    """Which values are allowed codes of a coded field (NaN and fractions are not)."""
+    low, table = _code_table(name)
+    with np.errstate(invalid="ignore"):
+        pos = values - low
+        inside = (pos >= 0) & (pos < len(table)) & (pos == np.floor(pos))
+    out = np.zeros(len(values), dtype=bool)
+    out[inside] = table[pos[inside].astype(np.intp)]
+    return out
+
+
+def _numbers(raw: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A column's cells as float64 (NaN unless a number), which cells are missing, which are not numbers."""
+    if pd.api.types.is_numeric_dtype(raw.dtype):
+        # Already numbers (the batch job's clean columns, records_from_tables' output): no parsing.
+        values = raw.to_numpy(dtype=np.float64, na_value=np.nan)
+        missing = np.isnan(values)
+        return values, missing, np.zeros(len(values), dtype=bool)
+    text = raw
+    if raw.dtype == object or pd.api.types.is_string_dtype(raw.dtype):
+        text = raw.astype("string").str.strip()
+        text = text.where(~text.isin(MISSING_TEXT)).str.replace(",", ".", regex=False)
+    values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    missing = text.isna().to_numpy()
+    return values, missing, np.isnan(values) & ~missing
+
+
+def _integers(values: np.ndarray, unusable: np.ndarray, optional: bool) -> np.ndarray | pd.arrays.IntegerArray:
+    """Whole numbers as int32 (unusable cells already filled with the default), or nullable Int32 (NA) when optional."""
+    if not optional:
+        return values.astype(np.int32)
+    return pd.arrays.IntegerArray(np.where(unusable, 0, values).astype(np.int32), unusable)
+
+
+def _empty_rejects() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "line": pd.Series(dtype="int64"),
+            "column": pd.Series(dtype="string"),
+            "value": pd.Series(dtype="string"),
+            "reason": pd.Series(dtype="string"),
+        }
+    )
+
+
 def check_records(frame: pd.DataFrame, first_line: int = 2) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Type and check a frame of flat records (string or numeric cells).
 
@@ -378,7 +435,7 @@ def check_records(frame: pd.DataFrame, first_line: int = 2) -> tuple[pd.DataFram
     except that a column present under no known name is reported by the caller.
     """
     n = len(frame)
-    typed: dict[str, pd.Series] = {}
+    typed: dict[str, Any] = {}
     bad = np.zeros(n, dtype=bool)
     rejects: list[pd.DataFrame] = []
     lines = np.arange(first_line, first_line + n)
@@ -399,89 +456,81 @@ def check_records(frame: pd.DataFrame, first_line: int = 2) -> tuple[pd.DataFram
 
     for spec in RECORD_FIELDS:
         if spec.name not in frame.columns:
-            typed[spec.name] = pd.Series([spec.default] * n, index=frame.index)
+            default = pd.Series([spec.default] * n)
+            if spec.kind in ("int", "code"):
+                default = default.astype("Int32" if spec.optional else "int32")
+            elif spec.kind == "float":
+                default = default.astype("float64")
+            typed[spec.name] = default.array
             continue
         raw = frame[spec.name]
-        if raw.dtype == object or pd.api.types.is_string_dtype(raw.dtype):
+        if spec.kind in ("com", "dep"):
             text = raw.astype("string").str.strip()
-            text = text.where(~text.isin(["", "N/A", "NA", "nan", "None"]))
-        else:
-            text = raw
-        if spec.kind == "com":
-            com = text.astype("string").str.upper()
-            invalid = (~com.str.fullmatch(COM_PATTERN[1:-1]).fillna(True)).to_numpy()
-            reject(invalid, spec.name, raw, "not an INSEE commune code (5 characters, e.g. 75056 or 2A004)")
-            typed[spec.name] = com
+            text = text.where(~text.isin(MISSING_TEXT))
+            if spec.kind == "com":
+                com = text.astype("string").str.upper()
+                invalid = (~com.str.fullmatch(COM_PATTERN[1:-1]).fillna(True)).to_numpy()
+                reject(invalid, spec.name, raw, "not an INSEE commune code (5 characters, e.g. 75056 or 2A004)")
+                typed[spec.name] = com.array
+            else:
+                dep = text.astype("string").str.upper()
+                # "1" and "01" are the same department.
+                dep = dep.where(~dep.str.fullmatch(r"\d"), "0" + dep)
+                invalid = (~dep.isin(allowed[spec.name])).to_numpy() & ~dep.isna().to_numpy()
+                reject(invalid, spec.name, raw, "unknown department code")
+                typed[spec.name] = dep.fillna(str(spec.default)).array
             bad |= invalid
             continue
-        if spec.kind == "dep":
-            dep = text.astype("string").str.upper()
-            # "1" and "01" are the same department.
-            dep = dep.where(~dep.str.fullmatch(r"\d"), "0" + dep)
-            missing = dep.isna().to_numpy()
-            invalid = (~dep.isin(allowed[spec.name])).to_numpy() & ~missing
-            reject(invalid, spec.name, raw, "unknown department code")
-            typed[spec.name] = dep.fillna(str(spec.default))
-            bad |= invalid
-            continue
-        if isinstance(text.dtype, pd.StringDtype):
-            text = text.str.replace(",", ".", regex=False)
-        number = pd.to_numeric(text, errors="coerce")
-        missing = text.isna().to_numpy()
-        not_number = number.isna().to_numpy() & ~missing
+        values, missing, not_number = _numbers(raw)
         reject(not_number, spec.name, raw, "not a number")
-        invalid = np.zeros(n, dtype=bool)
         ok = ~missing & ~not_number
+        invalid = np.zeros(n, dtype=bool)
         if spec.kind != "float":
-            frac = ok & (number.fillna(0).to_numpy() % 1 != 0)
+            frac = ok & ~((np.floor(values) == values) & np.isfinite(values))  # NaN and infinities are no integers
             reject(frac, spec.name, raw, "not an integer")
             invalid |= frac
         if spec.kind == "code":
-            unknown = ok & ~number.isin(allowed[spec.name]).to_numpy()
+            unknown = ok & ~_in_codebook(values, spec.name)
             codes = ", ".join(str(c) for c in spec.allowed())
             reject(unknown & ~invalid, spec.name, raw, f"code not in the codebook (allowed: {codes})")
             invalid |= unknown
         else:
-            values = number.to_numpy(dtype=float, na_value=np.nan)
             low = spec.minimum if spec.minimum is not None else -np.inf
             high = spec.maximum if spec.maximum is not None else np.inf
             with np.errstate(invalid="ignore"):
                 out_of_range = ok & ~((values >= low) & (values <= high))
             reject(out_of_range & ~invalid, spec.name, raw, f"out of range [{spec.minimum}, {spec.maximum}]")
             invalid |= out_of_range
-        usable = pd.Series(~(missing | not_number | invalid), index=number.index)
+        unusable = missing | not_number | invalid
         # Bad cells are dropped below; fill them so the column can take its integer type.
-        typed[spec.name] = number.where(usable, np.nan if spec.optional else spec.default)
+        # np.where makes a new array: the output never shares (read-only) memory with the input.
+        fill = np.nan if spec.optional or spec.default is None else float(spec.default)
+        filled = np.where(unusable, fill, values)
+        typed[spec.name] = filled if spec.kind == "float" else _integers(filled, unusable, spec.optional)
         bad |= not_number | invalid
-    out = pd.DataFrame(typed, index=frame.index)
-    for spec in RECORD_FIELDS:
-        if spec.kind in ("int", "code"):
-            out[spec.name] = out[spec.name].astype("Int32" if spec.optional else "int32")
-        elif spec.kind == "float":
-            out[spec.name] = out[spec.name].astype("float64")
-    valid_date = _valid_dates(out)
+    valid_date = _valid_dates(typed)
     date_bad = ~valid_date & ~bad
-    reject(date_bad, "jour", frame["jour"] if "jour" in frame.columns else out["jour"], "not a valid date")
+    if date_bad.any():
+        jour = frame["jour"] if "jour" in frame.columns else pd.Series(typed["jour"], index=frame.index)
+        reject(date_bad, "jour", jour, "not a valid date")
     bad |= ~valid_date
     rejects_frame = (
         pd.concat(rejects, ignore_index=True).sort_values(["line", "column"], kind="stable")
         if rejects
-        else pd.DataFrame(
-            {
-                "line": pd.Series(dtype="int64"),
-                "column": pd.Series(dtype="string"),
-                "value": pd.Series(dtype="string"),
-                "reason": pd.Series(dtype="string"),
-            }
-        )
+        else _empty_rejects()
     )
-    return out[~bad], rejects_frame.reset_index(drop=True)
+    index = frame.index
+    if bad.any():
+        keep = ~bad
+        typed = {name: column[keep] for name, column in typed.items()}
+        index = index[keep]
+    # One block per column, as typed: no copy into a consolidated 2-D block.
+    out = pd.DataFrame(typed, index=index, copy=False)
+    return out, rejects_frame.reset_index(drop=True)
 
 
-def _valid_dates(frame: pd.DataFrame) -> np.ndarray:
-    an = frame["an"].to_numpy(dtype=float, na_value=np.nan)
-    mois = frame["mois"].to_numpy(dtype=float, na_value=np.nan)
-    jour = frame["jour"].to_numpy(dtype=float, na_value=np.nan)
+def _valid_dates(columns: Mapping[str, Any]) -> np.ndarray:
+    an, mois, jour = (np.asarray(columns[c], dtype=np.float64) for c in ("an", "mois", "jour"))
     leap = ((an % 4 == 0) & (an % 100 != 0)) | (an % 400 == 0)
     days = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=float)
     with np.errstate(invalid="ignore"):

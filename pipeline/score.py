@@ -14,7 +14,7 @@ known, timings, input checksums, model identity).
 
 Memory for a flat CSV: two blocks in flight (``--block-size``), plus, per row of the file,
 its probability and outcome (16 bytes, for the summary) and its id if it has one (to catch
-repeated ids; ~100 bytes as a Python string).
+repeated ids: 16 bytes for an integer id, ~100 bytes for any other, kept as a Python string).
 """
 
 from __future__ import annotations
@@ -771,9 +771,11 @@ def numeric_or_text(values: pa.ChunkedArray) -> np.ndarray | pd.Series:
         number = pc.cast(values, pa.float64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return values.to_pandas()
-    if pc.all(pc.is_finite(number)).as_py() is False:
-        return values.to_pandas()
-    return number.to_numpy(zero_copy_only=False)
+    array = number.to_numpy(zero_copy_only=False)  # nulls (missing cells) -> NaN
+    finite = np.isfinite(array)
+    if not finite.all() and np.count_nonzero(~finite) != number.null_count:
+        return values.to_pandas()  # "NaN" or "inf" written in the file
+    return array
 
 
 def blank_rows(block: pa.RecordBatch) -> np.ndarray:
@@ -786,12 +788,23 @@ def blank_rows(block: pa.RecordBatch) -> np.ndarray:
     return blank
 
 
+# Ids written as plain integers (no sign, no leading zero, int64) map one to one to their int64 value.
+_INTEGER_ID = r"^(0|[1-9][0-9]{0,17})$"
+
+
+def _no_ints() -> np.ndarray:
+    return np.array([], dtype=np.int64)
+
+
 @dataclass
 class FlatState:
     """What the blocks of one file share: the rows parsed before, and the ids seen."""
 
     rows_before: int = 0
-    seen: dict[str, int] = field(default_factory=dict)  # id -> first line
+    # Integer ids (the usual Num_Acc), sorted, and the line each was first seen on: 16 bytes an id.
+    int_ids: np.ndarray = field(default_factory=_no_ints)
+    int_lines: np.ndarray = field(default_factory=_no_ints)
+    seen: dict[str, int] = field(default_factory=dict)  # any other id -> first line
 
 
 def flat_batches(
@@ -873,7 +886,8 @@ def check_block(block: pa.RecordBatch, source: FlatSource, state: FlatState, inv
         lines = lines[keep]
     columns = {source.canonical[name]: block.column(name) for name in block.schema.names}
     frame = pd.DataFrame(
-        {c: numeric_or_text(columns[c]) if c in _NUMERIC else columns[c].to_pandas() for c in RECORD_COLUMNS}
+        {c: numeric_or_text(columns[c]) if c in _NUMERIC else columns[c].to_pandas() for c in RECORD_COLUMNS},
+        copy=False,  # no consolidation into one 2-D block: check_records reads column by column
     )
     typed, cells = check_records(frame, first_line=0)
     ids, id_rejects = flat_ids(columns.get(ID_COLUMN), lines, state, source.header_of(ID_COLUMN) or ID_COLUMN)
@@ -886,7 +900,8 @@ def check_block(block: pa.RecordBatch, source: FlatSource, state: FlatState, inv
     rejects = _sorted_rejects(
         [flat_cell_rejects(cells, columns, ids, lines, source), id_rejects, outcome_rejects, malformed]
     )
-    valid = typed[~bad[typed.index.to_numpy()]]
+    passed = ~bad[typed.index.to_numpy()]
+    valid = typed if passed.all() else typed[passed]
     rows = valid.index.to_numpy()
     return CheckedBlock(
         valid=valid,
@@ -938,18 +953,34 @@ def flat_ids(
     """A block's ids (``Num_Acc`` as written, else the 1-based row number) and rejects for missing or repeated ones."""
     if values is None:
         return lines - 1, empty_rejects()
-    ids = [v or "" for v in pc.utf8_trim_whitespace(values).to_pylist()]
-    bad: list[tuple[str, int, str]] = []
-    seen = state.seen
-    for value, line in zip(ids, lines.tolist(), strict=True):
-        if not value:
-            bad.append((value, line, "missing id"))
-            continue
-        first = seen.setdefault(value, line)
-        if first != line:
-            bad.append((value, line, f"duplicate id: already on line {first}"))
-    rejects = _reject_frame([b[0] for b in bad], [b[1] for b in bad], header, [b[0] for b in bad], [b[2] for b in bad])
-    return np.array(ids, dtype=object), rejects
+    text = pc.fill_null(pc.utf8_trim_whitespace(values), "")
+    ids = text.to_numpy(zero_copy_only=False)
+    missing = ~pc.greater(pc.utf8_length(text), 0).to_numpy(zero_copy_only=False)
+    integer = pc.match_substring_regex(text, _INTEGER_ID).to_numpy(zero_copy_only=False)
+    first = lines.copy()  # the line each row's id was first seen on
+    if integer.any():
+        pos = np.flatnonzero(integer)
+        first[pos] = _first_lines(pc.cast(pc.filter(text, pa.array(integer)), pa.int64()).to_numpy(), lines[pos], state)
+    for i in np.flatnonzero(~integer & ~missing):
+        first[i] = state.seen.setdefault(ids[i], int(lines[i]))
+    duplicate = first != lines
+    rows = np.flatnonzero(missing | duplicate)
+    reasons = ["missing id" if missing[i] else f"duplicate id: already on line {first[i]}" for i in rows]
+    return ids, _reject_frame(ids[rows], lines[rows], header, ids[rows], reasons)
+
+
+def _first_lines(keys: np.ndarray, lines: np.ndarray, state: FlatState) -> np.ndarray:
+    """The line each integer id was first seen on (this block's line if new); records the new ones in ``state``."""
+    unique, first_pos, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    at = np.searchsorted(state.int_ids, unique)
+    known = at < len(state.int_ids)
+    known[known] = state.int_ids[at[known]] == unique[known]
+    first = lines[first_pos]
+    first[known] = state.int_lines[at[known]]
+    new = ~known
+    state.int_ids = np.insert(state.int_ids, at[new], unique[new])
+    state.int_lines = np.insert(state.int_lines, at[new], first[new])
+    return first[inverse]
 
 
 def flat_outcome(
@@ -958,6 +989,11 @@ def flat_outcome(
     """The optional truth: 0 or 1, NaN when blank; any other value is rejected."""
     if values is None:
         return None, empty_rejects()
+    # Arrow parses numbers as pd.to_numeric does, but fails on spaces, commas or text: those go the slow way.
+    with contextlib.suppress(pa.ArrowInvalid):
+        number = pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
+        if not (~values.is_null().to_numpy(zero_copy_only=False) & ~np.isin(number, (0.0, 1.0))).any():
+            return number, empty_rejects()
     text = pc.utf8_trim_whitespace(values).to_pandas()
     number = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     bad = text.notna().to_numpy() & ~np.isin(number, (0.0, 1.0))

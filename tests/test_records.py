@@ -137,3 +137,37 @@ def test_missing_flat_columns_take_defaults() -> None:
     assert list(typed["lum"]) == [3, FIELDS["lum"].default]
     assert list(typed["dep"]) == ["01", "2B"]
     assert typed["vma"].tolist() == [FIELDS["vma"].default] * 2
+
+
+def test_numeric_cells_are_checked_like_text(records) -> None:
+    """Numbers already parsed (the batch job's clean columns) give the rows and rejects their text gives."""
+    flat = _flat(records[2021].head(200))
+    numeric = flat.copy()
+    for column in RECORD_COLUMNS:
+        if FIELDS[column].kind in ("int", "code", "float"):
+            numeric[column] = pd.to_numeric(flat[column].replace("", np.nan)).astype("float64")
+    cases = {
+        "lum": [8.0, np.nan, 2.5, np.inf],
+        "vma": [300.0, -np.inf, 50.5, 90.0],
+        "lat": [95.0, np.nan, -np.inf, 1.5],
+    }
+    for column, values in cases.items():
+        numeric.loc[: len(values) - 1, column] = values
+        flat.loc[: len(values) - 1, column] = [str(v) for v in values]
+    text_typed, text_rejects = check_records(flat)
+    typed, rejects = check_records(numeric)
+    pd.testing.assert_frame_equal(typed, text_typed)
+    assert rejects[["line", "column", "reason"]].equals(text_rejects[["line", "column", "reason"]])
+    got = {(r.line, r.column): r.reason for r in rejects.itertuples()}
+    assert got[(2, "lum")].startswith("code not in the codebook")
+    assert got[(4, "lum")] == "not an integer" and got[(5, "lum")] == "not an integer"  # 2.5, inf
+    assert got[(4, "lat")].startswith("out of range") and (3, "lat") not in got  # NaN: unknown, allowed
+    assert got[(2, "vma")].startswith("out of range") and got[(3, "vma")] == "not an integer"  # 300, -inf
+    assert typed["age_min"].dtype == "Int32" and typed["vma"].dtype == "int32"
+
+
+def test_typed_records_are_writable_copies() -> None:
+    frame = pd.DataFrame({"lat": np.array([48.8, np.nan]), "lum": np.array([1.0, 3.0])})
+    typed, _ = check_records(frame)
+    typed.loc[0, "lat"] = 0.0
+    assert frame.loc[0, "lat"] == 48.8

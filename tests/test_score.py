@@ -376,6 +376,29 @@ def test_blank_and_malformed_lines_keep_line_numbers(trained, records, tmp_path:
     }
 
 
+def test_repeated_ids_are_caught_across_blocks(trained, records, tmp_path: Path) -> None:
+    frame = records[2021].head(300).astype({ID_COLUMN: str}).reset_index(drop=True)
+    first = frame.loc[3, ID_COLUMN]
+    frame.loc[250, ID_COLUMN] = first  # an integer id again, blocks later
+    frame.loc[251, ID_COLUMN] = "0" + first  # another id: written differently
+    frame.loc[[10, 260], ID_COLUMN] = "A-7"  # a text id again
+    frame.loc[261, ID_COLUMN] = " A-7 "  # the same once trimmed
+    frame.loc[20, ID_COLUMN] = ""
+    path = flat_csv(frame, tmp_path / "records.csv")
+    out = tmp_path / "scores.parquet"
+    summary = score.score_to_files([path], out, trained.model, block_size=20_000, max_reject_rate=1)
+    assert pq.ParquetFile(out).num_row_groups > 2  # the repeats are blocks away from the first ones
+    rejects = pd.read_csv(score.sibling(out, ".rejects.csv"), dtype={"id": str, "value": str}, keep_default_na=False)
+    assert rejects[["line", "id", "reason"]].values.tolist() == [
+        [22, "", "missing id"],
+        [252, first, "duplicate id: already on line 5"],
+        [262, "A-7", "duplicate id: already on line 12"],
+        [263, "A-7", "duplicate id: already on line 12"],
+    ]
+    assert summary["counts"]["scored"] == 296
+    assert "0" + first in set(pd.read_parquet(out)["id"])
+
+
 def test_numeric_fast_path_leaves_odd_cells_to_check_records() -> None:
     clean = score.numeric_or_text(pa.chunked_array([["1", None, "2.5"]]))
     assert isinstance(clean, np.ndarray) and np.isnan(clean[1]) and clean[2] == 2.5
