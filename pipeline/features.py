@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -127,12 +128,130 @@ def columns_of_record(record: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return cols
 
 
-def _weekday(an: np.ndarray, mois: np.ndarray, jour: np.ndarray) -> np.ndarray:
-    """Day of week, Monday = 0 (Sakamoto's method, vectorised)."""
-    offsets = np.array([0, 3, 2, 5, 0, 3, 5, 1, 4, 6, 2, 4], dtype=np.float64)
-    m = np.clip(np.nan_to_num(mois, nan=1), 1, 12).astype(np.int64)
+# The derived features are written once (``_derived``), over an ``_Ops`` that does the few
+# operations plain operators cannot: numpy arrays for frames (``_ARRAY_OPS``), Python floats
+# for one record (``_SCALAR_OPS``, the API's fast path, ~10x cheaper than numpy calls on
+# length-1 arrays). Both give the same float64 values, hence the same float32 row:
+# tests/test_features.py compares them on every record of the test extract and edge cases.
+
+
+class _ArrayOps:
+    """Operations on record columns as numpy arrays."""
+
+    @staticmethod
+    def flag(condition: Any) -> Any:
+        return condition.astype(np.float64)
+
+    @staticmethod
+    def isin(values: Any, codes: tuple[int, ...]) -> Any:
+        return np.isin(values, codes).astype(np.float64)
+
+    @staticmethod
+    def maximum(values: Any, floor: float) -> Any:
+        return np.maximum(values, floor)
+
+    @staticmethod
+    def where(condition: Any, values: Any, other: float) -> Any:
+        return np.where(condition, values, other)
+
+    @staticmethod
+    def floor(values: Any) -> Any:
+        return np.floor(values)
+
+    @staticmethod
+    def month(mois: Any) -> Any:
+        """Month number 1..12 as an integer (unknown -> 1), for table lookups."""
+        return np.clip(np.nan_to_num(mois, nan=1), 1, 12).astype(np.int64)
+
+    @staticmethod
+    def take(table: tuple[float, ...], index: Any) -> Any:
+        return np.asarray(table, dtype=np.float64)[index]
+
+    @staticmethod
+    def encode(values: Any, mapping: Mapping[str, float]) -> Any:
+        return _encode(values, mapping)
+
+    @staticmethod
+    def nan_to_num(values: Any, nan: float) -> Any:
+        return np.nan_to_num(values, nan=nan)
+
+    @staticmethod
+    def total(columns: Iterable[Any], n: int) -> Any:
+        return sum(columns, np.zeros(n))
+
+
+_FLOAT_MAX = float(np.finfo(np.float64).max)
+
+
+class _ScalarOps:
+    """The same operations on one record's values as Python floats (numpy's semantics:
+    NaN propagates and compares false, float results, ``nan_to_num`` clips infinities)."""
+
+    @staticmethod
+    def flag(condition: Any) -> float:
+        return 1.0 if condition else 0.0
+
+    @staticmethod
+    def isin(value: Any, codes: tuple[int, ...]) -> float:
+        return 1.0 if value in codes else 0.0
+
+    @staticmethod
+    def maximum(value: float, floor: float) -> float:
+        # np.maximum propagates NaN: ``value < floor`` is false for NaN.
+        return floor if value < floor else value
+
+    @staticmethod
+    def where(condition: Any, value: float, other: float) -> float:
+        return value if condition else other
+
+    @staticmethod
+    def floor(value: float) -> float:
+        return float(math.floor(value)) if math.isfinite(value) else value
+
+    @staticmethod
+    def month(mois: float) -> int:
+        return 1 if math.isnan(mois) else int(min(max(mois, 1.0), 12.0))
+
+    @staticmethod
+    def take(table: tuple[float, ...], index: int) -> float:
+        return table[index]
+
+    @staticmethod
+    def encode(value: Any, mapping: Mapping[str, float]) -> float:
+        return float(mapping.get(value, math.nan))
+
+    @staticmethod
+    def nan_to_num(value: float, nan: float) -> float:
+        if math.isfinite(value):
+            return value
+        if math.isnan(value):
+            return nan
+        return _FLOAT_MAX if value > 0 else -_FLOAT_MAX
+
+    @staticmethod
+    def total(values: Iterable[float], n: int) -> float:
+        # Left to right from 0.0 like the array path (not ``sum``: Python 3.12 compensates).
+        out = 0.0
+        for value in values:
+            out += value
+        return out
+
+
+_Ops = type[_ArrayOps] | type[_ScalarOps]
+_ARRAY_OPS: type[_ArrayOps] = _ArrayOps
+_SCALAR_OPS: type[_ScalarOps] = _ScalarOps
+# Sakamoto's month offsets.
+_MONTH_OFFSETS: tuple[float, ...] = (0.0, 3.0, 2.0, 5.0, 0.0, 3.0, 5.0, 1.0, 4.0, 6.0, 2.0, 4.0)
+_FIXED_OBSTACLES: tuple[str, ...] = tuple(name for name in OBSTACLE_GROUPS if name != "obs_sortie_chaussee")
+
+
+def _weekday(an: Any, mois: Any, jour: Any, ops: _Ops = _ARRAY_OPS) -> Any:
+    """Day of week, Monday = 0 (Sakamoto's method)."""
+    m = ops.month(mois)
     y = an - (m < 3)
-    sunday0 = (y + np.floor(y / 4) - np.floor(y / 100) + np.floor(y / 400) + offsets[m - 1] + jour) % 7
+    sunday0 = (
+        y + ops.floor(y / 4) - ops.floor(y / 100) + ops.floor(y / 400) + ops.take(_MONTH_OFFSETS, m - 1) + jour
+    ) % 7
     return (sunday0 + 6) % 7
 
 
@@ -142,41 +261,65 @@ def _encode(values: np.ndarray, mapping: Mapping[str, float]) -> np.ndarray:
     return pd.Series(values, dtype=object).map(mapping).to_numpy(dtype=np.float64, na_value=np.nan)
 
 
+def _derived(g: Callable[[str], Any], n: int, spec: FeatureSpec, ops: _Ops) -> dict[str, Any]:
+    """The derived features (``_DERIVED``) of records read through ``g``: the one definition."""
+    vulnerable = g("nb_velo") + g("nb_edp") + g("nb_cyclo") + g("nb_moto") + g("nb_pietons")
+    heavy = g("nb_pl") + g("nb_tc") + g("nb_rail") + g("nb_agricole")
+    weekday = _weekday(g("an"), g("mois"), g("jour"), ops)
+    dep_code = ops.encode(g("dep"), spec.categories["dep"])
+    return {
+        "weekday": weekday,
+        "weekend": ops.flag(weekday >= 5),
+        "night": ops.isin(g("lum"), (3, 4, 5)),
+        "dep_code": dep_code,
+        "overseas": ops.flag(dep_code >= spec.categories["dep"]["971"]),
+        "nb_vulnerables": vulnerable,
+        "nb_lourds": heavy,
+        "nb_2rm": g("nb_cyclo") + g("nb_moto"),
+        "seul": ops.flag(g("nb_vehicules") <= 1),
+        "usagers_par_vehicule": g("nb_usagers") / ops.maximum(g("nb_vehicules"), 1),
+        "vulnerable_vs_lourd": ops.flag((vulnerable > 0) & (heavy > 0)),
+        "nb_obs_fixe": ops.total((g(name) for name in _FIXED_OBSTACLES), n),
+        "age_ecart": g("age_max") - g("age_min"),
+        "hors_agglo_vma": ops.where(g("agg") == 1, g("vma"), math.nan),
+        **{
+            f"{key}_te": ops.nan_to_num(ops.encode(g(key), spec.target_rates.get(key, {})), nan=spec.prior)
+            for key in TARGET_ENCODED
+        },
+        "com_accidents": ops.nan_to_num(ops.encode(g("com"), spec.com_counts), nan=0.0),
+    }
+
+
 def feature_matrix(cols: Mapping[str, np.ndarray], spec: FeatureSpec) -> np.ndarray:
     """Build the float32 model input, in ``spec.columns`` order, from record columns."""
     g = cols.__getitem__
     n = len(g("heure"))
-    lum = g("lum")
-    vulnerable = g("nb_velo") + g("nb_edp") + g("nb_cyclo") + g("nb_moto") + g("nb_pietons")
-    heavy = g("nb_pl") + g("nb_tc") + g("nb_rail") + g("nb_agricole")
-    weekday = _weekday(g("an"), g("mois"), g("jour"))
-    dep_code = _encode(g("dep"), spec.categories["dep"])
     with np.errstate(invalid="ignore", divide="ignore"):
-        derived: dict[str, np.ndarray] = {
-            "weekday": weekday,
-            "weekend": (weekday >= 5).astype(np.float64),
-            "night": np.isin(lum, (3, 4, 5)).astype(np.float64),
-            "dep_code": dep_code,
-            "overseas": (dep_code >= spec.categories["dep"]["971"]).astype(np.float64),
-            "nb_vulnerables": vulnerable,
-            "nb_lourds": heavy,
-            "nb_2rm": g("nb_cyclo") + g("nb_moto"),
-            "seul": (g("nb_vehicules") <= 1).astype(np.float64),
-            "usagers_par_vehicule": g("nb_usagers") / np.maximum(g("nb_vehicules"), 1),
-            "vulnerable_vs_lourd": ((vulnerable > 0) & (heavy > 0)).astype(np.float64),
-            "nb_obs_fixe": sum((g(name) for name in OBSTACLE_GROUPS if name != "obs_sortie_chaussee"), np.zeros(n)),
-            "age_ecart": g("age_max") - g("age_min"),
-            "hors_agglo_vma": np.where(g("agg") == 1, g("vma"), np.nan),
-            **{
-                f"{key}_te": np.nan_to_num(_encode(g(key), spec.target_rates.get(key, {})), nan=spec.prior)
-                for key in TARGET_ENCODED
-            },
-            "com_accidents": np.nan_to_num(_encode(g("com"), spec.com_counts), nan=0.0),
-        }
+        derived = _derived(g, n, spec, _ARRAY_OPS)
     out = np.empty((n, len(spec.columns)), dtype=np.float32)
     for j, name in enumerate(spec.columns):
         out[:, j] = derived[name] if name in derived else g(name)
     return out
+
+
+# (name, default, kept as is) of each record field: ``dep`` and ``com`` stay strings.
+_RECORD_READERS: tuple[tuple[str, Any, bool], ...] = tuple(
+    (f.name, f.default, f.kind in ("dep", "com")) for f in RECORD_FIELDS
+)
+
+
+def record_row(record: Mapping[str, Any], spec: FeatureSpec) -> np.ndarray:
+    """The model row (1 x n float32) of one record, missing fields at their defaults.
+
+    The single-record path of ``feature_matrix(columns_of_record(record), spec)``: same
+    definitions (``_derived``) on Python floats instead of length-1 arrays, same row bit for bit.
+    """
+    values: dict[str, Any] = {}
+    for name, default, as_is in _RECORD_READERS:
+        value = record.get(name, default)
+        values[name] = value if as_is else (math.nan if value is None else float(value))
+    derived = _derived(values.__getitem__, 1, spec, _SCALAR_OPS)
+    return np.array([[derived[c] if c in derived else values[c] for c in spec.columns]], dtype=np.float32)
 
 
 def target_rates(keys: pd.Series, target: np.ndarray, smoothing: int) -> tuple[dict[str, float], float]:

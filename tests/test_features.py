@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,7 @@ from pipeline.features import (
     fit_spec,
     frame_matrix,
     out_of_fold_encodings,
+    record_row,
 )
 from pipeline.records import ID_COLUMN, RECORD_COLUMNS, TARGET, default_record
 
@@ -36,6 +38,27 @@ def test_matrix_shape_order_and_identifiers_excluded(records, spec) -> None:
     assert {"an", ID_COLUMN, TARGET, "dep", "com", "jour"}.isdisjoint(FEATURE_COLUMNS)
 
 
+def as_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as the API hands them over: plain Python values, missing -> None."""
+    rows: list[dict[str, Any]] = (
+        frame[list(RECORD_COLUMNS)].astype(object).where(frame[list(RECORD_COLUMNS)].notna(), None).to_dict("records")
+    )
+    return rows
+
+
+def assert_same_bits(actual: np.ndarray, expected: np.ndarray) -> None:
+    """Equal float32 rows, NaN included (compared as bytes, not as numbers)."""
+    assert actual.dtype == expected.dtype == np.float32
+    assert actual.shape == expected.shape
+    if actual.tobytes() != expected.tobytes():
+        differs = [
+            (FEATURE_COLUMNS[j], actual.flat[j], expected.flat[j])
+            for j in range(actual.size)
+            if actual.flat[j : j + 1].tobytes() != expected.flat[j : j + 1].tobytes()
+        ]
+        raise AssertionError(f"rows differ: {differs}")
+
+
 def test_single_record_row_equals_frame_row(records, spec) -> None:
     frame = records[2021].head(25)
     matrix = frame_matrix(frame, spec)
@@ -43,6 +66,86 @@ def test_single_record_row_equals_frame_row(records, spec) -> None:
         record = {k: (None if pd.isna(v) else v) for k, v in row.items()}
         single = feature_matrix(columns_of_record(record), spec)
         np.testing.assert_array_equal(single[0], matrix[i])
+        assert_same_bits(record_row(record, spec), matrix[i : i + 1])
+
+
+def test_record_row_is_the_frame_row_for_every_record(records, spec) -> None:
+    # The API's single-record path (Python floats) against the frame path (numpy), bit for bit.
+    for year in (2020, 2021):
+        frame = records[year]
+        matrix = frame_matrix(frame, spec)
+        for i, record in enumerate(as_records(frame)):
+            assert_same_bits(record_row(record, spec), matrix[i : i + 1])
+
+
+# larrout 1e300 overflows float32 (to inf) in both paths, and numpy says so.
+OVERFLOW_OK = pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+EDGE_CASES: list[dict[str, Any]] = [
+    {},
+    {"lat": None, "long": None, "larrout": None, "age_min": None, "age_max": None, "com": None},
+    {"age_min": None, "age_max": 40},
+    {"dep": "988", "com": "98899"},  # rare overseas department, commune unseen in training
+    {"dep": "unknown", "com": "00000"},  # not a department code at all
+    {"dep": "2A", "com": "2A004"},
+    {"vma": -1, "agg": 1},
+    {"vma": -1, "agg": 2},
+    {"vma": 130, "agg": 1},
+    {"an": 2020, "mois": 2, "jour": 29},
+    {"an": 2024, "mois": 2, "jour": 29},
+    {"an": 2100, "mois": 2, "jour": 29},
+    {"an": 2000, "mois": 3, "jour": 1},
+    {"an": 2021, "mois": 1, "jour": 1},
+    {"an": 2021, "mois": 12, "jour": 31},
+    {"an": 2021, "mois": 2, "jour": 31},  # not a date: the formula still gives a number
+    {"mois": None},  # missing month: Sakamoto's table is read at January
+    {"an": None, "jour": None},
+    {"mois": 0},
+    {"mois": 13},
+    {"nb_vehicules": 0, "nb_usagers": 3},
+    {"nb_vehicules": 3, "nb_usagers": 7},  # 7 / 3 is not a float32
+    {"nb_vehicules": None, "nb_usagers": 2},
+    {"lum": 3},
+    {"lum": 5, "nb_velo": 1, "nb_pl": 1},
+    {"lum": None, "agg": None},
+    {"nb_pietons": 2, "nb_tc": 1, "nb_cyclo": 1, "nb_moto": 2},
+    {**{name: 1 for name in RECORD_COLUMNS if name.startswith("obs_")}},
+    {"lat": 43.123456789, "long": -1.987654321, "larrout": 6.3},
+    {"lat": 1e-40, "long": 3.4028235e38, "larrout": 1e300},  # float32 underflow and overflow
+    {"heure": 23, "minute": 59, "age_min": 0, "age_max": 120},
+]
+
+
+@OVERFLOW_OK
+@pytest.mark.parametrize("changes", EDGE_CASES, ids=range(len(EDGE_CASES)))
+def test_record_row_edge_cases(spec, changes: dict[str, Any]) -> None:
+    record = {**default_record(), **changes}
+    expected = feature_matrix(columns_of_record(record), spec)
+    assert_same_bits(record_row(record, spec), expected)
+    frame = pd.DataFrame([record], columns=list(RECORD_COLUMNS))
+    assert_same_bits(record_row(record, spec), frame_matrix(frame, spec))
+    # Missing fields take their defaults in both paths.
+    assert_same_bits(record_row(changes, spec), feature_matrix(columns_of_record(changes), spec))
+
+
+@OVERFLOW_OK
+def test_record_row_with_an_empty_spec() -> None:
+    # No target rates nor commune counts: every encoding falls back to the prior or 0.
+    bare = FeatureSpec(prior=0.25)
+    for changes in EDGE_CASES:
+        record = {**default_record(), **changes}
+        assert_same_bits(record_row(record, bare), feature_matrix(columns_of_record(record), bare))
+
+
+@OVERFLOW_OK
+def test_record_row_subset_of_columns(spec) -> None:
+    # A model trained on fewer columns (in another order) gets the same values.
+    columns = tuple(reversed(FEATURE_COLUMNS[::3]))
+    narrow = FeatureSpec(columns=columns, target_rates=spec.target_rates, prior=spec.prior, com_counts=spec.com_counts)
+    for changes in EDGE_CASES:
+        record = {**default_record(), **changes}
+        row = record_row(record, narrow)
+        assert row.shape == (1, len(columns))
+        assert_same_bits(row, feature_matrix(columns_of_record(record), narrow))
 
 
 def test_record_defaults_fill_missing_fields(spec) -> None:
