@@ -88,8 +88,9 @@ async def get_holder(request: Request) -> ModelHolder:
     return holder
 
 
-async def get_serving(holder: Annotated[ModelHolder, Depends(get_holder)]) -> Serving:
+async def get_serving(request: Request) -> Serving:
     """The current model, or 503 with the reason it is missing."""
+    holder: ModelHolder = request.app.state.holder
     serving = holder.current
     if serving is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"no model loaded: {holder.error}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -41,13 +42,36 @@ class Telemetry:
             ["outcome"],
             registry=self.registry,
         )
+        # Label lookups cost microseconds each (locks, tuple building); children never go away,
+        # so each label set is looked up once.
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._prediction_children: dict[str, Any] = {}
+
+    def request_children(self, route: str, method: str, status: int) -> tuple[Any, Any]:
+        """The request counter and the latency histogram of one route, method and status."""
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(route=route, method=method, status=str(status)),
+                self.latency.labels(route=route),
+            )
+            self._request_children[key] = children
+        return children
+
+    def predicted(self, label: str) -> Any:
+        """The prediction counter of one label."""
+        child = self._prediction_children.get(label)
+        if child is None:
+            child = self._prediction_children[label] = self.predictions.labels(label=label)
+        return child
 
     def count_predictions(self, severe: int, total: int) -> None:
         """Add a batch of predictions to the per-label counter."""
         if severe:
-            self.predictions.labels(label="severe").inc(severe)
+            self.predicted("severe").inc(severe)
         if total - severe:
-            self.predictions.labels(label="not severe").inc(total - severe)
+            self.predicted("not severe").inc(total - severe)
 
 
 class MetricsMiddleware:
@@ -76,5 +100,6 @@ class MetricsMiddleware:
             # An exception escaping here becomes ServerErrorMiddleware's 500: status stays 500.
             route = scope.get("route")
             template = getattr(route, "path", UNMATCHED)
-            self.telemetry.requests.labels(route=template, method=scope["method"], status=str(status)).inc()
-            self.telemetry.latency.labels(route=template).observe(time.perf_counter() - start)
+            requests, latency = self.telemetry.request_children(template, scope["method"], status)
+            requests.inc()
+            latency.observe(time.perf_counter() - start)

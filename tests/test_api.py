@@ -242,6 +242,35 @@ def test_predict_matches_batch_job_bit_for_bit(client: TestClient, trained) -> N
     assert [p["label"] for p in body["predictions"]] == (expected >= trained.model.threshold).astype(int).tolist()
 
 
+def test_single_row_path_is_the_batch_path_bit_for_bit(trained) -> None:
+    # /predict builds one row with Python floats and calls the booster directly; the batch
+    # job builds a matrix with numpy and calls inplace_predict. Same rows, same probabilities.
+    model = trained.model
+    frames = [trained.test, model_records_with_gaps(trained.test)]
+    for frame in frames:
+        matrix = model.predict_input(frame)
+        expected = model.predict_matrix(matrix)
+        for i, record in enumerate(as_json_records(frame)):
+            row = model.row(record)
+            assert row.tobytes() == matrix[i : i + 1].tobytes()
+            assert model.predict_row(row) == expected[i]
+    # Anything but one float32 row goes through predict_matrix.
+    matrix = model.predict_input(trained.test.iloc[:3])
+    assert model.predict_row(matrix[:1].astype(np.float64)) == model.predict_matrix(matrix)[0]
+    assert model.predict_row(np.asfortranarray(matrix[1:2])) == model.predict_matrix(matrix)[1]
+
+
+def model_records_with_gaps(frame: pd.DataFrame) -> pd.DataFrame:
+    """The records with their optional fields blanked in turn, and unknown places."""
+    out = frame.copy()
+    optional = [f.name for f in RECORD_FIELDS if f.optional]
+    for k, name in enumerate(optional):
+        out.loc[out.index[k :: len(optional)], name] = None
+    out.loc[out.index[::7], "com"] = "98899"
+    out.loc[out.index[::11], "vma"] = -1
+    return out
+
+
 def test_predict_explain(client: TestClient, trained) -> None:
     record = as_json_records(trained.test.iloc[[3]])[0]
     body = client.post("/predict?explain=true&top=8", json=record).json()
@@ -302,6 +331,24 @@ def test_predict_rejects_bad_fields(client: TestClient, body: dict[str, Any], fi
     assert needle in errors[0]["msg"]
 
 
+def test_predict_reports_every_bad_field(client: TestClient) -> None:
+    # A non-number in a numeric field is reported with the record's other errors.
+    response = client.post("/predict", json={"heure": "12", "lum": 9, "nb_pietons": True, "speed": 1})
+    assert response.status_code == 422
+    errors = {tuple(e["loc"]): e for e in response.json()["detail"]}
+    assert set(errors) == {("body", "heure"), ("body", "lum"), ("body", "nb_pietons"), ("body", "speed")}
+    assert errors[("body", "heure")]["type"] == "number_type"
+    assert errors[("body", "heure")]["msg"] == "Input should be a JSON number, not str"
+    assert errors[("body", "nb_pietons")]["msg"] == "Input should be a JSON number, not bool"
+    assert errors[("body", "lum")]["type"] == "literal_error"
+    batch = client.post("/predict/batch", json={"records": [{}, {"heure": "12"}]})
+    assert batch.status_code == 422
+    assert batch.json()["detail"][0]["loc"] == ["body", "records", 1, "heure"]
+    assert batch.json()["detail"][0]["type"] == "number_type"
+    # Strings stay welcome where the schema says string.
+    assert client.post("/predict", json={"dep": "2A", "com": "2A004"}).status_code == 200
+
+
 def test_predict_accepts_integral_floats(client: TestClient) -> None:
     # JSON Schema counts 2.0 as an integer; pandas-built clients send it for nullable ints.
     as_float = client.post("/predict", json={"heure": 17.0, "age_min": 30.0, "lat": 45})
@@ -345,6 +392,7 @@ def test_unexpected_errors_carry_no_traceback(registry, monkeypatch: pytest.Monk
             raise RuntimeError("secret internals\nTraceback (most recent call last)")
 
         monkeypatch.setattr(model, "predict_matrix", boom)
+        monkeypatch.setattr(model, "predict_row", boom)
         response = c.post("/predict", json={})
         assert response.status_code == 500
         assert response.json() == {"detail": "internal error"}

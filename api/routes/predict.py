@@ -55,11 +55,12 @@ async def predict(
     at the model's threshold. Missing fields take their documented defaults."""
     model = serving.model
     values = record.model_dump()
-    # Fast path: one float32 row and booster.inplace_predict, no DataFrame.
+    # Fast path: one float32 row built from Python floats and one native booster call, no
+    # DataFrame nor numpy arithmetic (same row and probability as the batch path, bit for bit).
     row = model.row(values)
-    probability = float(model.predict_matrix(row)[0])
+    probability = model.predict_row(row)
     label = int(probability >= model.threshold)
-    telemetry.predictions.labels(label=LABEL_NAMES[label]).inc()
+    telemetry.predicted(LABEL_NAMES[label]).inc()
     explanation = None
     if explain:
         factors, bias = await run_in_threadpool(top_factors, model, row, values, top)
