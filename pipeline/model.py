@@ -185,13 +185,13 @@ def load_model(uri: str, tracking_uri: str | None = None) -> LoadedModel:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
+    # Explicit URIs, never mlflow.set_tracking_uri: that also rewrites MLFLOW_TRACKING_URI in
+    # this process's environment, which would leak into every later load.
+    tracking = tracking_uri or mlflow.get_tracking_uri()
     name = version = alias = None
     try:
         if uri.startswith("models:/"):
-            client = mlflow.MlflowClient()
+            client = mlflow.MlflowClient(tracking_uri=tracking, registry_uri=tracking)
             ref = uri.removeprefix("models:/")
             if "@" in ref:
                 name, alias = ref.split("@", 1)
@@ -200,9 +200,10 @@ def load_model(uri: str, tracking_uri: str | None = None) -> LoadedModel:
                 name, version = ref.rsplit("/", 1)
                 mv = client.get_model_version(name, version)
             version = str(mv.version)
-            local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}"))
+            source = client.get_model_version_download_uri(name, version)
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=tracking))
         else:
-            local = Path(mlflow.artifacts.download_artifacts(uri))
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, tracking_uri=tracking))
     except MlflowException as exc:
         raise ModelLoadError(f"cannot load {uri}: {exc.message}") from exc
     model = load_mlflow_folder(local)

@@ -30,6 +30,21 @@ EXTRACTS = TESTS / "data" / "baac"
 ROOT = TESTS.parent
 
 
+@pytest.fixture(autouse=True)
+def _restore_mlflow_uris() -> Iterator[None]:
+    """Undo what ``mlflow.set_tracking_uri`` leaves behind: a global and MLFLOW_TRACKING_URI in os.environ."""
+    import mlflow
+
+    before = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    yield
+    if os.environ.get("MLFLOW_TRACKING_URI") != before["MLFLOW_TRACKING_URI"]:
+        mlflow.set_tracking_uri(before["MLFLOW_TRACKING_URI"])  # type: ignore[arg-type]  # None unsets it
+    if os.environ.get("MLFLOW_REGISTRY_URI") != before["MLFLOW_REGISTRY_URI"]:
+        mlflow.set_registry_uri(before["MLFLOW_REGISTRY_URI"])  # type: ignore[arg-type]
+        if before["MLFLOW_REGISTRY_URI"] is None:
+            os.environ.pop("MLFLOW_REGISTRY_URI", None)
+
+
 @pytest.fixture(scope="session")
 def extracts() -> Path:
     """Folder of the real extracts: ``<year>/<official file name>.csv``."""
