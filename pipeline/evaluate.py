@@ -22,36 +22,13 @@ from sklearn.metrics import (
 )
 
 from pipeline.config import MODEL_DIR, REPORTS_DIR, params
+from pipeline.metrics import confusion, rates
 from pipeline.model import LoadedModel, load_local
 from pipeline.records import ID_COLUMN, TARGET
 from pipeline.storage import atomic_path, write_json_atomic, write_parquet_atomic
 from pipeline.train import load_years
 
 log = logging.getLogger(__name__)
-
-SEED_PROJECT = {"accuracy": 0.791, "precision": 0.726, "recall": 0.631, "f1": 0.675}
-
-
-def confusion(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, int]:
-    """Counts of the confusion matrix at a threshold."""
-    pred = proba >= threshold
-    y = y.astype(bool)
-    return {
-        "tn": int((~pred & ~y).sum()),
-        "fp": int((pred & ~y).sum()),
-        "fn": int((~pred & y).sum()),
-        "tp": int((pred & y).sum()),
-    }
-
-
-def rates(cm: Mapping[str, int]) -> dict[str, float]:
-    """Accuracy, precision, recall and F1 from confusion counts."""
-    tp, fp, fn, tn = cm["tp"], cm["fp"], cm["fn"], cm["tn"]
-    total = tp + fp + fn + tn
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"accuracy": (tp + tn) / total if total else 0.0, "precision": precision, "recall": recall, "f1": f1}
 
 
 def classification_metrics(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, Any]:

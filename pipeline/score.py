@@ -1086,7 +1086,8 @@ def outcome_metrics(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict[
     known = ~np.isnan(y)
     if not known.any():
         return None
-    from pipeline.evaluate import classification_metrics, confusion  # sklearn and matplotlib: only when needed
+    from pipeline.evaluate import classification_metrics  # sklearn and matplotlib: only when needed
+    from pipeline.metrics import confusion
 
     truth = y[known].astype(np.int64)
     return {

@@ -12,6 +12,7 @@ import pytest
 
 from pipeline import evaluate, register, train
 from pipeline.config import GateParams, Params, ThresholdParams
+from pipeline.metrics import confusion, rates
 from pipeline.model import ModelLoadError, load_local, load_model
 from pipeline.records import ID_COLUMN, TARGET
 from pipeline.settings import PipelineSettings
@@ -94,10 +95,10 @@ def test_evaluate_outputs(trained) -> None:
 
 
 def test_confusion_rates_and_metrics() -> None:
-    cm = evaluate.confusion(np.array([1, 1, 0, 0]), np.array([0.9, 0.2, 0.6, 0.1]), 0.5)
+    cm = confusion(np.array([1, 1, 0, 0]), np.array([0.9, 0.2, 0.6, 0.1]), 0.5)
     assert cm == {"tn": 1, "fp": 1, "fn": 1, "tp": 1}
-    assert evaluate.rates(cm) == {"accuracy": 0.5, "precision": 0.5, "recall": 0.5, "f1": 0.5}
-    assert evaluate.rates({"tn": 0, "fp": 0, "fn": 0, "tp": 0})["f1"] == 0.0
+    assert rates(cm) == {"accuracy": 0.5, "precision": 0.5, "recall": 0.5, "f1": 0.5}
+    assert rates({"tn": 0, "fp": 0, "fn": 0, "tp": 0})["f1"] == 0.0
 
 
 def test_mlflow_run_contents(registry, trained) -> None:

@@ -8,7 +8,7 @@ import streamlit as st
 from api.schemas import EvaluationResponse
 from app import charts, layout
 from app.formatting import count, percent, signed_points
-from pipeline.evaluate import rates
+from pipeline.metrics import rates
 
 TOP_FEATURES = 15
 

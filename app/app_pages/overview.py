@@ -12,7 +12,7 @@ from api.schemas import ModelInfo
 from app import charts, client, layout
 from app.formatting import count, decimal, percent, signed_points, timestamp
 from pipeline.config import load_params
-from pipeline.evaluate import SEED_PROJECT
+from pipeline.metrics import SEED_PROJECT
 
 log = logging.getLogger(__name__)
 
