@@ -147,8 +147,9 @@ def choose_threshold(y: np.ndarray, proba: np.ndarray, policy: ThresholdParams) 
     return float(thresholds[reaching[-1]])
 
 
-def load_years(years: tuple[int, ...], folder: Path = PROCESSED_DIR) -> pd.DataFrame:
-    """Records of several years, concatenated."""
+def load_years(years: tuple[int, ...], folder: Path | None = None) -> pd.DataFrame:
+    """Records of several years (from the features stage's folder by default), concatenated."""
+    folder = folder or PROCESSED_DIR
     return pd.concat([pd.read_parquet(folder / f"accidents_{y}.parquet") for y in years], ignore_index=True)
 
 
