@@ -34,7 +34,6 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 log = logging.getLogger(__name__)
 
-PLACEHOLDER_KEY = "change-me"  # the value in .env.example
 
 DESCRIPTION = """
 Predicts whether a French road accident is **severe** (at least one person killed or
@@ -80,8 +79,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     if settings.api_key is None:
         log.info("API_KEY is not set: admin endpoints are disabled")
-    elif settings.api_key.get_secret_value() == PLACEHOLDER_KEY:
-        log.warning("API_KEY is the .env.example placeholder: anyone who read it can reload the model")
     app = FastAPI(
         title="Accident severity API",
         version="1.0.0",

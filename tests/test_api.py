@@ -111,10 +111,10 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings.model_fields["port"].default == 8000
 
 
-def test_placeholder_key_is_flagged(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level("WARNING", logger="api.main"):
-        create_app(Settings(_env_file=None, API_KEY="change-me"))
-    assert "placeholder" in caplog.text
+def test_unset_key_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="api.main"):
+        create_app(Settings(_env_file=None, API_KEY=""))
+    assert "admin endpoints are disabled" in caplog.text
 
 
 def test_cors(client: TestClient) -> None:
