@@ -13,37 +13,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from sklearn.metrics import (
-    average_precision_score,
-    brier_score_loss,
-    precision_recall_curve,
-    roc_auc_score,
-    roc_curve,
-)
+from sklearn.metrics import precision_recall_curve, roc_curve
 
 from pipeline.config import MODEL_DIR, REPORTS_DIR, params
-from pipeline.metrics import confusion, rates
+from pipeline.metrics import classification_metrics, confusion, rates
 from pipeline.model import LoadedModel, load_local
 from pipeline.records import ID_COLUMN, TARGET
 from pipeline.storage import atomic_path, write_json_atomic, write_parquet_atomic
 from pipeline.train import load_years
 
 log = logging.getLogger(__name__)
-
-
-def classification_metrics(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, Any]:
-    """Every metric the project reports, as plain numbers."""
-    cm = confusion(y, proba, threshold)
-    both = len(np.unique(y)) == 2
-    return {
-        **{k: round(v, 6) for k, v in rates(cm).items()},
-        "roc_auc": round(float(roc_auc_score(y, proba)), 6) if both else None,
-        "pr_auc": round(float(average_precision_score(y, proba)), 6) if both else None,
-        "brier": round(float(brier_score_loss(y, proba)), 6),
-        "threshold": round(float(threshold), 6),
-        "n": len(y),
-        "positives": int(np.sum(y)),
-    }
 
 
 def threshold_table(y: np.ndarray, proba: np.ndarray, step: float = 0.01) -> pd.DataFrame:

@@ -33,6 +33,7 @@ from pipeline.config import (
     Params,
     params,
 )
+from pipeline.metrics import roc_auc
 from pipeline.model import SPEC_FILE, LoadedModel, ModelLoadError, load_local, load_model
 from pipeline.records import TARGET
 from pipeline.settings import PipelineSettings
@@ -122,15 +123,13 @@ def configure_mlflow(settings: PipelineSettings) -> str:
 
 def champion_roc_auc(settings: PipelineSettings, test: pd.DataFrame) -> float | None:
     """ROC-AUC of the current champion on these test rows, or None when there is none."""
-    from sklearn.metrics import roc_auc_score
-
     uri = f"models:/{settings.model_name}@{settings.model_alias}"
     try:
         champion = load_model(uri)
     except ModelLoadError as exc:
         log.warning("no comparable champion, gate uses the thresholds only: %s", exc)
         return None
-    return float(roc_auc_score(test[TARGET], champion.predict_frame(test)))
+    return roc_auc(test[TARGET].to_numpy(), champion.predict_frame(test))
 
 
 def pip_requirements() -> list[str]:
