@@ -12,10 +12,13 @@ import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline import codebook
 from pipeline.config import PROCESSED_DIR, params
@@ -57,6 +60,32 @@ _DERIVED: tuple[str, ...] = (
     "com_accidents",
 )
 FEATURE_COLUMNS: tuple[str, ...] = _PASSTHROUGH + _DERIVED
+
+
+class Lookup:
+    """A code -> number map (department index, target rate, accident count) and its column form.
+
+    A column is looked up in one hashing pass of Arrow's ``index_in`` over the map's keys,
+    built once per model: a dict lookup per row would cost more than all the other features.
+    """
+
+    def __init__(self, mapping: Mapping[str, float]) -> None:
+        self.mapping = mapping
+        self._keys = pa.array(list(mapping), type=pa.string())
+        self._values = np.append(np.fromiter(mapping.values(), dtype=np.float64, count=len(mapping)), np.nan)
+
+    def get(self, value: Any) -> float:
+        """The number of one code, NaN when unknown."""
+        return float(self.mapping.get(value, math.nan))
+
+    def column(self, values: np.ndarray | pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """The numbers of a column of codes (strings, null when missing), NaN when unknown."""
+        if isinstance(values, np.ndarray):
+            if len(values) <= 32:  # one API record or a few: cheaper than building an Arrow array
+                return np.array([self.mapping.get(v, np.nan) for v in values], dtype=np.float64)
+            values = pa.array(values, type=pa.string(), from_pandas=True)
+        index = pc.fill_null(pc.index_in(values, value_set=self._keys), len(self._values) - 1)
+        return self._values[index.to_numpy()]
 
 
 @dataclass(frozen=True)
@@ -103,15 +132,30 @@ class FeatureSpec:
         """Serialise."""
         return json.dumps(self.to_dict(), sort_keys=True)
 
+    @cached_property
+    def lookups(self) -> dict[str, Lookup]:
+        """The maps ``_derived`` applies, by the feature they make."""
+        return {
+            "dep_code": Lookup(self.categories["dep"]),
+            **{f"{key}_te": Lookup(self.target_rates.get(key, {})) for key in TARGET_ENCODED},
+            "com_accidents": Lookup(self.com_counts),
+        }
 
-def columns_of(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Record columns of a frame as numpy arrays (floats with NaN; ``dep`` as strings)."""
-    cols: dict[str, np.ndarray] = {}
+
+def columns_of(frame: pd.DataFrame) -> dict[str, Any]:
+    """Record columns of a frame: numbers as numpy arrays (NaN for missing), ``dep`` and ``com`` as Arrow strings.
+
+    Numbers keep their type (most are int32): ``feature_matrix`` casts each column once, to
+    float64 for the derived features and straight to float32 for the others.
+    """
+    cols: dict[str, Any] = {}
     for spec in RECORD_FIELDS:
         s = frame[spec.name]
         if spec.kind in ("dep", "com"):
-            cols[spec.name] = s.astype(object).to_numpy()
-        else:
+            cols[spec.name] = pa.array(s, type=pa.string(), from_pandas=True)
+        elif isinstance(s.dtype, np.dtype) and s.dtype.kind in "iuf":
+            cols[spec.name] = s.to_numpy()
+        else:  # nullable integers, Arrow-backed numbers, objects
             cols[spec.name] = s.to_numpy(dtype=np.float64, na_value=np.nan)
     return cols
 
@@ -168,8 +212,8 @@ class _ArrayOps:
         return np.asarray(table, dtype=np.float64)[index]
 
     @staticmethod
-    def encode(values: Any, mapping: Mapping[str, float]) -> Any:
-        return _encode(values, mapping)
+    def encode(values: Any, lookup: Lookup) -> Any:
+        return lookup.column(values)
 
     @staticmethod
     def nan_to_num(values: Any, nan: float) -> Any:
@@ -217,8 +261,8 @@ class _ScalarOps:
         return table[index]
 
     @staticmethod
-    def encode(value: Any, mapping: Mapping[str, float]) -> float:
-        return float(mapping.get(value, math.nan))
+    def encode(value: Any, lookup: Lookup) -> float:
+        return lookup.get(value)
 
     @staticmethod
     def nan_to_num(value: float, nan: float) -> float:
@@ -255,18 +299,12 @@ def _weekday(an: Any, mois: Any, jour: Any, ops: _Ops = _ARRAY_OPS) -> Any:
     return (sunday0 + 6) % 7
 
 
-def _encode(values: np.ndarray, mapping: Mapping[str, float]) -> np.ndarray:
-    if len(values) <= 32:
-        return np.array([mapping.get(v, np.nan) for v in values], dtype=np.float64)
-    return pd.Series(values, dtype=object).map(mapping).to_numpy(dtype=np.float64, na_value=np.nan)
-
-
 def _derived(g: Callable[[str], Any], n: int, spec: FeatureSpec, ops: _Ops) -> dict[str, Any]:
     """The derived features (``_DERIVED``) of records read through ``g``: the one definition."""
     vulnerable = g("nb_velo") + g("nb_edp") + g("nb_cyclo") + g("nb_moto") + g("nb_pietons")
     heavy = g("nb_pl") + g("nb_tc") + g("nb_rail") + g("nb_agricole")
     weekday = _weekday(g("an"), g("mois"), g("jour"), ops)
-    dep_code = ops.encode(g("dep"), spec.categories["dep"])
+    dep_code = ops.encode(g("dep"), spec.lookups["dep_code"])
     return {
         "weekday": weekday,
         "weekend": ops.flag(weekday >= 5),
@@ -283,22 +321,32 @@ def _derived(g: Callable[[str], Any], n: int, spec: FeatureSpec, ops: _Ops) -> d
         "age_ecart": g("age_max") - g("age_min"),
         "hors_agglo_vma": ops.where(g("agg") == 1, g("vma"), math.nan),
         **{
-            f"{key}_te": ops.nan_to_num(ops.encode(g(key), spec.target_rates.get(key, {})), nan=spec.prior)
+            f"{key}_te": ops.nan_to_num(ops.encode(g(key), spec.lookups[f"{key}_te"]), nan=spec.prior)
             for key in TARGET_ENCODED
         },
-        "com_accidents": ops.nan_to_num(ops.encode(g("com"), spec.com_counts), nan=0.0),
+        "com_accidents": ops.nan_to_num(ops.encode(g("com"), spec.lookups["com_accidents"]), nan=0.0),
     }
 
 
-def feature_matrix(cols: Mapping[str, np.ndarray], spec: FeatureSpec) -> np.ndarray:
+def feature_matrix(cols: Mapping[str, Any], spec: FeatureSpec) -> np.ndarray:
     """Build the float32 model input, in ``spec.columns`` order, from record columns."""
-    g = cols.__getitem__
-    n = len(g("heure"))
+    as_float: dict[str, Any] = {}
+
+    def g(name: str) -> Any:
+        """A column as ``_derived`` computes with it: float64, whatever it was stored as."""
+        if name not in as_float:
+            values = cols[name]
+            numeric = isinstance(values, np.ndarray) and values.dtype.kind in "iuf"
+            as_float[name] = values.astype(np.float64, copy=False) if numeric else values
+        return as_float[name]
+
+    n = len(cols["heure"])
     with np.errstate(invalid="ignore", divide="ignore"):
         derived = _derived(g, n, spec, _ARRAY_OPS)
     out = np.empty((n, len(spec.columns)), dtype=np.float32)
     for j, name in enumerate(spec.columns):
-        out[:, j] = derived[name] if name in derived else g(name)
+        # An integer column goes to float32 directly: the same value as through float64.
+        out[:, j] = derived[name] if name in derived else cols[name]
     return out
 
 
@@ -357,7 +405,8 @@ def out_of_fold_encodings(records: pd.DataFrame, target: np.ndarray, folds: int,
         fit, apply = fold != k, fold == k
         for key, smoothing in TARGET_ENCODED.items():
             rates, prior = target_rates(records[key][fit], target[fit], smoothing)
-            out[key][apply] = np.nan_to_num(_encode(records[key][apply].astype(object).to_numpy(), rates), nan=prior)
+            keys = pa.array(records[key][apply], type=pa.string(), from_pandas=True)
+            out[key][apply] = np.nan_to_num(Lookup(rates).column(keys), nan=prior)
     return out
 
 

@@ -206,9 +206,30 @@ def test_spec_round_trip_and_unknown_columns(spec) -> None:
 
 
 def test_columns_of_converts_missing_to_nan(records) -> None:
-    cols = columns_of(records[2021])
-    assert cols["lat"].dtype == np.float64
-    assert cols["dep"].dtype == object
+    frame = records[2021].head(100).copy()
+    frame["age_min"] = frame["age_min"].astype("Int32")
+    frame.loc[frame.index[:3], ["age_min", "lat", "com"]] = pd.NA
+    cols = columns_of(frame)
+    assert cols["age_min"].dtype == np.float64 and np.isnan(cols["age_min"][:3]).all()
+    assert np.isnan(cols["lat"][:3]).all() and not np.isnan(cols["lat"][3:]).any()
+    assert cols["com"].null_count == 3 and cols["dep"].null_count == 0
+    integers = [c for c in RECORD_COLUMNS if isinstance(frame[c].dtype, np.dtype) and frame[c].dtype.kind == "i"]
+    assert integers and all(cols[c].dtype == frame[c].dtype for c in integers)  # cast once, by feature_matrix
+
+
+def test_integer_columns_give_the_float64_path_values(records, spec) -> None:
+    """Integers cast once to float32 equal the old path: every column to float64, then to float32."""
+    frame = records[2021]
+    as_float = {k: v.astype(np.float64) if isinstance(v, np.ndarray) else v for k, v in columns_of(frame).items()}
+    assert np.array_equal(feature_matrix(columns_of(frame), spec), feature_matrix(as_float, spec), equal_nan=True)
+
+
+def test_lookup_of_a_column_equals_the_dict(records, spec) -> None:
+    values = records[2021]["com"]
+    expected = np.array([spec.com_counts.get(v, np.nan) if isinstance(v, str) else np.nan for v in values])
+    for column in (values.to_numpy(dtype=object), columns_of(records[2021])["com"], values.to_numpy(dtype=object)[:5]):
+        got = spec.lookups["com_accidents"].column(column)
+        assert np.array_equal(got, expected[: len(got)], equal_nan=True)
 
 
 def test_build_year_and_main(tables, tmp_path, monkeypatch) -> None:
