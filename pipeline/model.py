@@ -20,8 +20,11 @@ import xgboost as xgb
 import yaml
 
 from pipeline.features import FeatureSpec, columns_of, feature_matrix, record_row
+from pipeline.resolve import ModelLoadError, ResolvedModel, resolve
 
 log = logging.getLogger(__name__)
+
+__all__ = ["LoadedModel", "ModelLoadError", "load_local", "load_mlflow_folder", "load_model", "load_resolved"]
 
 BOOSTER_FILE = "model.ubj"
 SPEC_FILE = "feature_spec.json"
@@ -46,10 +49,6 @@ _ROW_INTERFACE = (
 )
 _PREDICT_FROM_DENSE: Any = getattr(getattr(xgb.core, "_LIB", None), "XGBoosterPredictFromDense", None)
 _CHECK_CALL: Any = getattr(xgb.core, "_check_call", None)
-
-
-class ModelLoadError(RuntimeError):
-    """The model could not be found or read."""
 
 
 @dataclass
@@ -173,6 +172,14 @@ def load_mlflow_folder(folder: Path) -> LoadedModel:
         raise ModelLoadError(f"cannot load MLflow model folder {folder}: {exc}") from exc
 
 
+def load_resolved(resolved: ResolvedModel) -> LoadedModel:
+    """Load a model that ``pipeline.resolve`` fetched, with its registry identity."""
+    model = load_mlflow_folder(resolved.folder)
+    model.name, model.version, model.alias = resolved.name, resolved.version, resolved.alias
+    model.source = resolved.uri
+    return model
+
+
 def load_model(uri: str, tracking_uri: str | None = None) -> LoadedModel:
     """Load ``models:/name@alias``, ``models:/name/version``, ``runs:/...``, or a local folder."""
     path = Path(uri)
@@ -180,33 +187,4 @@ def load_model(uri: str, tracking_uri: str | None = None) -> LoadedModel:
         if (path / "MLmodel").exists():
             return load_mlflow_folder(path)
         return load_local(path)
-    if not uri.startswith(("models:/", "runs:/")):
-        raise ModelLoadError(f"no model at {uri!r}: not a folder nor an MLflow URI")
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    # Explicit URIs, never mlflow.set_tracking_uri: that also rewrites MLFLOW_TRACKING_URI in
-    # this process's environment, which would leak into every later load.
-    tracking = tracking_uri or mlflow.get_tracking_uri()
-    name = version = alias = None
-    try:
-        if uri.startswith("models:/"):
-            client = mlflow.MlflowClient(tracking_uri=tracking, registry_uri=tracking)
-            ref = uri.removeprefix("models:/")
-            if "@" in ref:
-                name, alias = ref.split("@", 1)
-                mv = client.get_model_version_by_alias(name, alias)
-            else:
-                name, version = ref.rsplit("/", 1)
-                mv = client.get_model_version(name, version)
-            version = str(mv.version)
-            source = client.get_model_version_download_uri(name, version)
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=tracking))
-        else:
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, tracking_uri=tracking))
-    except MlflowException as exc:
-        raise ModelLoadError(f"cannot load {uri}: {exc.message}") from exc
-    model = load_mlflow_folder(local)
-    model.name, model.version, model.alias = name, version, alias
-    model.source = uri
-    return model
+    return load_resolved(resolve(uri, tracking_uri))

@@ -12,9 +12,10 @@ Outputs, each written to a temporary file and renamed only when the whole run su
 or line) and ``OUT.summary.json`` (counts, score distribution, metrics when the truth is
 known, timings, input checksums, model identity).
 
-Memory for a flat CSV: two blocks in flight (``--block-size``), plus, per row of the file,
-its probability and outcome (16 bytes, for the summary) and its id if it has one (to catch
-repeated ids: 16 bytes for an integer id, ~100 bytes for any other, kept as a Python string).
+Memory for a flat CSV: the blocks in flight (``READ_AHEAD_BYTES`` of CSV, in blocks of
+``--block-size``), plus, per row of the file, its probability and outcome (16 bytes, for the
+summary) and its id if it has one (to catch repeated ids: 16 bytes for an integer id, ~100
+bytes for any other, kept as a Python string).
 """
 
 from __future__ import annotations
@@ -33,11 +34,13 @@ import logging
 import os
 import shutil
 import stat
+import subprocess
 import sys
 import tempfile
 import time
 import zipfile
 import zlib
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -55,7 +58,9 @@ from tqdm import tqdm
 from pipeline.config import BUNDLED_DIR, PREDICTIONS_DIR, ROOT, params
 from pipeline.errors import InputError
 from pipeline.ingest import SCHEMA, find_tables, identify, read_year
+from pipeline.metrics import classification_metrics, confusion
 from pipeline.records import FIELDS, ID_COLUMN, RECORD_COLUMNS, TARGET, check_records, records_from_tables
+from pipeline.resolve import ModelLoadError, ResolvedModel, is_mlflow_uri
 from pipeline.settings import PipelineSettings
 from pipeline.storage import atomic_path, sha256_of
 
@@ -70,6 +75,7 @@ EXIT_IO = 4
 EXIT_INTERRUPTED = 130
 DEFAULT_MAX_REJECT_RATE = 0.01
 BLOCK_SIZE = 8 << 20  # bytes of CSV per block: ~40,000 records; larger blocks only cost memory
+READ_AHEAD_BYTES = 256 << 20  # CSV read and checked ahead of scoring: 32 blocks, ~500 MB once typed
 MIN_BLOCK_SIZE = 4096
 ROW_GROUP_ROWS = 100_000
 MAX_UNZIPPED_BYTES = 4 << 30  # refuse zip bombs
@@ -150,12 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not path.exists():
                 raise InputError("no such file or folder", file=path)
         timings: dict[str, float] = {}
-        # The model loads (MLflow, registry, artifacts) while the input is read and checked;
-        # then evaluate's imports (sklearn, matplotlib), needed for the summary's metrics.
-        loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-model")
-        try:
-            model = loader.submit(load_scoring_model, args.model, n_jobs=args.n_jobs, timings=timings)
-            loader.submit(importlib.import_module, "pipeline.evaluate")
+        with contextlib.ExitStack() as stack:
+            # The model loads in the background while the input is read and checked.
+            model = start_model_load(args.model, stack, n_jobs=args.n_jobs, timings=timings)
             summary = score_to_files(
                 inputs,
                 output,
@@ -165,8 +168,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 block_size=args.block_size,
                 timings=timings,
             )
-        finally:
-            loader.shutdown(wait=False, cancel_futures=True)  # bad input is reported without waiting
     except InputError as exc:
         return _fail(exc, EXIT_INPUT)
     except ModelUnavailable as exc:
@@ -293,19 +294,46 @@ class ModelUnavailable(RuntimeError):
     """The model to score with could not be loaded."""
 
 
-def load_scoring_model(
-    spec: str | None = None, *, n_jobs: int = 1, timings: dict[str, float] | None = None
-) -> LoadedModel:
-    """The model to score with, loaded through ``load_model`` only, predicting on ``n_jobs`` threads."""
-    # Imported here, not at the top: XGBoost and MLflow take a second or two to import,
-    # which main() spends in a background thread while the input is being read.
-    from pipeline.model import ModelLoadError, load_model
+def start_model_load(
+    spec: str | None, stack: contextlib.ExitStack, *, n_jobs: int = 1, timings: dict[str, float] | None = None
+) -> Future[LoadedModel]:
+    """Start loading the model to score with, in the background; closing ``stack`` stops what still runs.
 
+    An MLflow URI is resolved (registry lookup, download) by ``python -m pipeline.resolve`` in a
+    child process: importing MLflow costs about a second of CPU, which in a thread of this
+    process would hold the GIL that reading and checking the input needs. Either way the model
+    is loaded by ``pipeline.model``, the API's loader.
+    """
     start = time.perf_counter()
     settings = PipelineSettings()
     uri = model_uri(spec, settings)
+    child: subprocess.Popen[str] | None = None
+    if not Path(uri).is_dir() and is_mlflow_uri(uri):
+        folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="score-model-"))
+        command = [sys.executable, "-m", "pipeline.resolve", uri, "--tracking-uri", settings.mlflow_tracking_uri]
+        # MLflow's download bar would draw over this job's own progress bar.
+        env = {**os.environ, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+        child = subprocess.Popen([*command, "--dst", folder], stdout=subprocess.PIPE, text=True, env=env)
+        stack.callback(_stop, child)  # bad input is reported without waiting for the model
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-model")
+    stack.callback(pool.shutdown, wait=False, cancel_futures=True)
+    return pool.submit(_load_scoring_model, uri, child, n_jobs, timings, start)
+
+
+def _stop(child: subprocess.Popen[str]) -> None:
+    if child.poll() is None:
+        child.kill()
+        child.wait()
+
+
+def _load_scoring_model(
+    uri: str, child: subprocess.Popen[str] | None, n_jobs: int, timings: dict[str, float] | None, start: float
+) -> LoadedModel:
+    import_xgboost()
+    from pipeline.model import ModelLoadError, load_model, load_resolved
+
     try:
-        model = load_model(uri, settings.mlflow_tracking_uri)
+        model = load_resolved(_resolved(uri, child)) if child is not None else load_model(uri)
     except ModelLoadError as exc:
         raise ModelUnavailable(str(exc)) from exc
     # The thread count only splits rows between threads: every probability stays the same.
@@ -314,6 +342,34 @@ def load_scoring_model(
     if timings is not None:
         timings["load_model"] = time.perf_counter() - start
     return model
+
+
+def _resolved(uri: str, child: subprocess.Popen[str]) -> ResolvedModel:
+    """What ``python -m pipeline.resolve`` printed: the model's folder, or why it could not find it."""
+    out, _ = child.communicate()
+    try:
+        answer = json.loads(out.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        answer = {"error": f"cannot load {uri}: the MLflow lookup exited with code {child.returncode}"}
+    if "error" in answer or child.returncode != 0:
+        raise ModelLoadError(answer.get("error", f"cannot load {uri}"))
+    return ResolvedModel.from_dict(answer)
+
+
+def import_xgboost() -> None:
+    """Import XGBoost without scikit-learn, unless something has imported them already.
+
+    ``xgboost.compat`` imports scikit-learn (and with it scipy) only to define its
+    scikit-learn-style estimators, which scoring never uses: 0.6 s of CPU on each run. An
+    entry of None in ``sys.modules`` makes that import fail, so XGBoost skips them.
+    """
+    if "xgboost" in sys.modules or "sklearn" in sys.modules:
+        return
+    sys.modules["sklearn"] = None  # type: ignore[assignment]
+    try:
+        importlib.import_module("xgboost")
+    finally:
+        del sys.modules["sklearn"]
 
 
 ModelRef: TypeAlias = "LoadedModel | Future[LoadedModel]"  # a model, or one still loading in the background
@@ -704,10 +760,14 @@ class InvalidRows:
     def __init__(self) -> None:
         self.new: list[tuple[int, str, str]] = []  # line, text, reason: not reported yet
         self._lines: list[int] = []
+        self._seen: set[int] = set()  # read_blocks may read a block twice: each line counts once
         self._sorted = np.array([], dtype=np.int64)
 
     def __call__(self, row: Any) -> str:
         line = int(row.number) if row.number is not None else -1
+        if line in self._seen and line >= 0:
+            return "skip"
+        self._seen.add(line)
         reason = f"expected {row.expected_columns} fields, found {row.actual_columns}"
         self.new.append((line, str(row.text)[:200], reason))
         self._lines.append(line)
@@ -732,9 +792,13 @@ def physical_lines(parsed: np.ndarray, skipped: np.ndarray) -> np.ndarray:
     return rank + np.searchsorted(shift, rank, side="right") + 1
 
 
-def open_records_csv(source: FlatSource, block_size: int, invalid: InvalidRows) -> pa_csv.CSVStreamingReader:
-    """A streaming reader of the record columns, as strings (missing tokens as null)."""
+def open_records_csv(
+    source: FlatSource, block_size: int, invalid: InvalidRows, *, typed: bool = False
+) -> pa_csv.CSVStreamingReader:
+    """A streaming reader of the record columns (missing tokens as null): numeric ones parsed
+    as float64 when ``typed``, else every column as text."""
     wanted = list(source.canonical)
+    number = pa.float64() if typed else pa.string()
     path = str(source.file.path)
     try:
         stream = pa.input_stream(path, compression="gzip" if _is_gzip(source.file.path) else None)
@@ -751,7 +815,7 @@ def open_records_csv(source: FlatSource, block_size: int, invalid: InvalidRows) 
                 delimiter=source.separator, ignore_empty_lines=False, invalid_row_handler=invalid
             ),
             convert_options=pa_csv.ConvertOptions(
-                column_types={c: pa.string() for c in wanted},
+                column_types={c: number if source.canonical[c] in _NUMERIC else pa.string() for c in wanted},
                 include_columns=wanted,
                 null_values=list(MISSING_TOKENS),
                 strings_can_be_null=True,
@@ -766,7 +830,10 @@ def numeric_or_text(values: pa.ChunkedArray) -> np.ndarray | pd.Series:
 
     check_records parses clean numbers exactly so, only slower; a column holding spaces,
     decimal commas, NaN, infinities or text takes check_records' text path untouched.
+    A column the reader already parsed (``read_blocks``) holds only finite numbers and nulls.
     """
+    if pa.types.is_float64(values.type):
+        return values.to_numpy(zero_copy_only=False)  # nulls -> NaN
     try:
         number = pc.cast(values, pa.float64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -812,21 +879,24 @@ def flat_batches(
 ) -> Iterator[Batch]:
     """Stream a records CSV block by block: type and check, then score."""
     invalid = InvalidRows()
-    reader = open_records_csv(source, block_size, invalid)
     state = FlatState()
-    # Block k is scored in a worker thread (XGBoost releases the GIL) while block k+1 is read
-    # and checked here: two blocks in flight at most, so memory stays bounded.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="score") as pool:
-        pending: tuple[CheckedBlock, Future[tuple[pd.DataFrame, float]]] | None = None
-        for block, read_seconds in read_blocks(reader, source):
+    # Blocks are scored in a worker thread (XGBoost releases the GIL) while the next ones are
+    # read and checked here, up to READ_AHEAD_BYTES of CSV ahead: enough to keep reading while
+    # the model loads, and a bound on memory.
+    ahead = max(2, READ_AHEAD_BYTES // block_size)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="score")
+    pending: deque[tuple[CheckedBlock, Future[tuple[pd.DataFrame, float]]]] = deque()
+    try:
+        for block, read_seconds in read_blocks(source, block_size, invalid):
             checked = check_block(block, source, state, invalid)
             checked.timings["read"] = read_seconds
-            future = pool.submit(_timed_scores, checked.valid, model)
-            if pending is not None:
-                yield scored_batch(*pending, with_features=with_features)
-            pending = (checked, future)
-        if pending is not None:
-            yield scored_batch(*pending, with_features=with_features)
+            pending.append((checked, pool.submit(_timed_scores, checked.valid, model)))
+            while pending and (len(pending) >= ahead or pending[0][1].done()):
+                yield scored_batch(*pending.popleft(), with_features=with_features)
+        while pending:
+            yield scored_batch(*pending.popleft(), with_features=with_features)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # bad input: what is queued is not scored
     leftover = invalid.take_new()
     if not leftover.empty:
         yield Batch(
@@ -842,17 +912,55 @@ def flat_batches(
         )
 
 
-def read_blocks(reader: pa_csv.CSVStreamingReader, source: FlatSource) -> Iterator[tuple[pa.RecordBatch, float]]:
-    """The reader's blocks, with the seconds each took to read."""
+def read_blocks(source: FlatSource, block_size: int, invalid: InvalidRows) -> Iterator[tuple[pa.RecordBatch, float]]:
+    """The file's blocks, with the seconds each took to read.
+
+    Arrow parses the numeric columns as it reads (a third of the cost of parsing text, then
+    numbers). At the first block it cannot parse so, or where a cell was written "NaN" or
+    "inf", the file is read again as text from that block on: check_records then tells which
+    cells are wrong and why, exactly as for a file read as text throughout.
+    """
+    typed_blocks = 0
+    with contextlib.suppress(pa.ArrowInvalid, InputError):  # the text reader says what is wrong
+        for block, seconds in _blocks(open_records_csv(source, block_size, invalid, typed=True), source):
+            if not _finite_numbers(block):
+                break
+            typed_blocks += 1
+            yield block, seconds
+        else:
+            return
+    text = _blocks(open_records_csv(source, block_size, invalid), source, strict=True)
+    for _ in range(typed_blocks):  # the same blocks as the typed reader's: same size, same splits
+        next(text)
+    yield from text
+
+
+def _blocks(
+    reader: pa_csv.CSVStreamingReader, source: FlatSource, *, strict: bool = False
+) -> Iterator[tuple[pa.RecordBatch, float]]:
+    """A reader's blocks and their reading time; Arrow's errors pass through unless ``strict``."""
     while True:
         start = time.perf_counter()
         try:
             block = reader.read_next_batch()
         except StopIteration:
             return
-        except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
+        except pa.ArrowInvalid as exc:
+            if not strict:
+                raise
+            raise InputError(f"cannot read CSV ({exc})", file=source.file.name) from exc
+        except (OSError, UnicodeDecodeError) as exc:
             raise InputError(f"cannot read CSV ({exc})", file=source.file.name) from exc
         yield block, time.perf_counter() - start
+
+
+def _finite_numbers(block: pa.RecordBatch) -> bool:
+    """Whether every number of a typed block is finite (a cell written "NaN" or "inf" is not)."""
+    return all(
+        pc.all(pc.is_finite(column), min_count=0).as_py() is not False
+        for column in block.columns
+        if pa.types.is_float64(column.type)
+    )
 
 
 def _timed_scores(records: pd.DataFrame, model: ModelRef) -> tuple[pd.DataFrame, float]:
@@ -941,10 +1049,14 @@ def flat_cell_rejects(
     if cells.empty:
         return empty_rejects()
     pos = cells["line"].to_numpy()
-    # A cell numeric_or_text cast to a number would show as "9.0": report the text that was read.
-    value = [columns[c][int(p)].as_py() for c, p in zip(cells["column"], pos, strict=True)]
+    # Report the text that was read; a number Arrow parsed shows as written when whole ("9", not "9.0").
+    value = [_as_written(columns[c][int(p)].as_py()) for c, p in zip(cells["column"], pos, strict=True)]
     header = [source.header_of(c) or c for c in cells["column"]]
     return _reject_frame(ids[pos].astype(str), lines[pos], header, value, cells["reason"].to_numpy())
+
+
+def _as_written(value: Any) -> Any:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else value
 
 
 def flat_ids(
@@ -1086,9 +1198,6 @@ def outcome_metrics(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict[
     known = ~np.isnan(y)
     if not known.any():
         return None
-    from pipeline.evaluate import classification_metrics  # sklearn and matplotlib: only when needed
-    from pipeline.metrics import confusion
-
     truth = y[known].astype(np.int64)
     return {
         "rows": int(known.sum()),
@@ -1213,7 +1322,9 @@ class OutputFiles:
             parquet = stack.enter_context(atomic_path(self.output))
             rejects = stack.enter_context(atomic_path(sibling(self.output, ".rejects.csv")))
             self._summary = stack.enter_context(atomic_path(sibling(self.output, ".summary.json")))
-            self._writer = stack.enter_context(pq.ParquetWriter(str(parquet), self.schema))
+            # Dictionary pages only for the columns that repeat one value: ids and scores are unique.
+            constant = ["threshold", *MODEL_COLUMNS, "scored_at"]
+            self._writer = stack.enter_context(pq.ParquetWriter(str(parquet), self.schema, use_dictionary=constant))
             self._rejects = stack.enter_context(rejects.open("w", encoding="utf-8", newline=""))
             self._rejects.write(",".join(REJECT_COLUMNS) + "\n")
             self._stack = stack.pop_all()
@@ -1281,7 +1392,7 @@ def score_to_files(
 
 if __name__ == "__main__":
     code = main()
-    # Leave the interpreter's final garbage collection out: it walks every object of
-    # MLflow, sklearn and pandas for ~0.5 s and frees nothing the OS would not.
+    # Leave the interpreter's final garbage collection out: it walks every live object
+    # (pandas, Arrow, XGBoost) and frees nothing the OS would not.
     gc.freeze()
     sys.exit(code)

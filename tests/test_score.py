@@ -399,6 +399,56 @@ def test_repeated_ids_are_caught_across_blocks(trained, records, tmp_path: Path)
     assert "0" + first in set(pd.read_parquet(out)["id"])
 
 
+@pytest.mark.parametrize("odd", ["NaN", "abc"])
+def test_numbers_parsed_while_reading_until_a_block_needs_text(
+    odd: str, trained, records, tmp_path: Path, monkeypatch
+) -> None:
+    """Arrow parses the numbers as it reads until a block holds "NaN" or text; from that block on
+    the file is read as text. Rejects, lines and scores are those of reading it all as text."""
+    frame = records[2021]  # 408 records: ten blocks of 8 KiB
+    path = flat_csv(frame, tmp_path / "records.csv")
+    rows = path.read_text().split("\n")
+    header = rows[0].split(";")
+
+    def edit(line: int, column: str, value: str) -> None:
+        cells = rows[line - 1].split(";")
+        cells[header.index(column)] = value
+        rows[line - 1] = ";".join(cells)
+
+    rows[60] += ";1"  # line 61, one field too many: read by the typed reader
+    edit(102, "lum", "9")  # unknown code in a typed block: reported as written
+    edit(200, "vma", odd)  # the text reader takes over from this block...
+    rows[205] += ";1"  # ...which holds a malformed line both readers see
+    edit(330, "an", "2021x")  # text in a number, read as text
+    path.write_text("\n".join(rows))
+    checks: list[bool] = []
+    finite_numbers = score._finite_numbers
+
+    def spy(block: pa.RecordBatch) -> bool:
+        checks.append(finite_numbers(block))
+        return checks[-1]
+
+    def run(name: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+        out = tmp_path / name / "scores.parquet"
+        summary = score.score_to_files([path], out, trained.model, block_size=8192, max_reject_rate=1)
+        rejects = pd.read_csv(score.sibling(out, ".rejects.csv"), dtype=str, keep_default_na=False)
+        return without_time(pd.read_parquet(out)), rejects, summary["counts"]
+
+    monkeypatch.setattr(score, "_finite_numbers", spy)
+    mixed = run("mixed")
+    assert checks.count(True) >= 3 and checks.count(False) == (odd == "NaN")  # typed blocks first, then text
+    monkeypatch.setattr(score, "_finite_numbers", lambda block: False)
+    text = run("text")
+    pd.testing.assert_frame_equal(mixed[0], text[0])
+    pd.testing.assert_frame_equal(mixed[1], text[1])
+    assert mixed[2] == text[2]
+    rejects = mixed[1].sort_values("line", key=lambda line: line.astype(int))
+    assert rejects["line"].tolist() == ["61", "102", "200", "206", "330"]
+    assert rejects["column"].tolist() == ["", "lum", "vma", "", "an"]
+    assert rejects["value"].tolist()[1:3] == ["9", odd] and rejects["value"].iloc[4] == "2021x"
+    assert len(mixed[0]) == len(frame) - 5
+
+
 def test_numeric_fast_path_leaves_odd_cells_to_check_records() -> None:
     clean = score.numeric_or_text(pa.chunked_array([["1", None, "2.5"]]))
     assert isinstance(clean, np.ndarray) and np.isnan(clean[1]) and clean[2] == 2.5
@@ -676,3 +726,62 @@ def test_subprocess_bad_input_exit_code(trained, tmp_path: Path) -> None:
     assert proc.stderr.strip().splitlines()[-1] == f"error: file {tmp_path / 'missing'}: no such file or folder"
     assert "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------------
+# the model lookup in a child process
+
+
+def test_job_process_never_imports_mlflow_sklearn_or_matplotlib(registry, trained, extracts: Path, tmp_path) -> None:
+    """The registry lookup runs in ``python -m pipeline.resolve``; XGBoost comes without scikit-learn.
+    The probabilities stay those of ``evaluate``."""
+    out = tmp_path / "scores.parquet"
+    code = f"""
+import sys
+from pipeline import score
+code = score.main([{str(extracts / "2021")!r}, "-o", {str(out)!r}, "--n-jobs", "1"])
+heavy = sorted(m for m in ("mlflow", "sklearn", "matplotlib") if m in sys.modules)
+print(code, heavy, "xgboost" in sys.modules)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.stdout.split("\n")[0] == "0 [] True", proc.stderr
+    assert "Downloading artifacts" not in proc.stderr
+    evaluated = pd.read_parquet(trained.reports / "predictions_test.parquet")
+    assert (pd.read_parquet(out)["proba"].to_numpy() == evaluated["proba"].to_numpy()).all()
+
+
+def test_resolve_cli_prints_the_model_or_the_error(registry, tmp_path: Path, capsys) -> None:
+    from pipeline import resolve
+
+    assert resolve.main([registry.champion_uri, "--tracking-uri", registry.tracking_uri, "--dst", str(tmp_path)]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["version"] == registry.version and answer["alias"] == "champion"
+    assert Path(answer["folder"]).is_relative_to(tmp_path) and (Path(answer["folder"]) / "MLmodel").exists()
+    missing = f"models:/{registry.model_name}@nonexistent"
+    assert resolve.main([missing, "--tracking-uri", registry.tracking_uri]) == resolve.EXIT_UNAVAILABLE
+    assert "nonexistent" in json.loads(capsys.readouterr().out)["error"]
+
+
+def test_a_lookup_that_dies_is_reported_not_parsed() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(9)"], stdout=subprocess.PIPE, text=True)
+    with pytest.raises(score.ModelLoadError, match="exited with code 9"):
+        score._resolved("models:/m@champion", child)
+
+
+def test_bad_input_stops_the_lookup(registry, tmp_path: Path, capsys, monkeypatch) -> None:
+    """Bad input is reported at once: the MLflow lookup still running is killed, its folder removed."""
+    started: list[subprocess.Popen[str]] = []
+    popen = subprocess.Popen
+
+    def spy(*args: Any, **kwargs: Any) -> subprocess.Popen[str]:
+        started.append(popen(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(score.subprocess, "Popen", spy)
+    empty = tmp_path / "records.csv"
+    empty.write_text("")
+    code, err = cli(capsys, empty, "-o", tmp_path / "scores.parquet")
+    assert code == score.EXIT_INPUT and "file is empty" in error_line(err)
+    assert len(started) == 1 and started[0].poll() is not None
+    folder = Path(started[0].args[started[0].args.index("--dst") + 1])
+    assert not folder.exists()
