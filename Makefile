@@ -47,7 +47,7 @@ test: setup  ## the test suite, with coverage of pipeline/, api/ and app/
 lint: setup  ## ruff, formatting, mypy, hadolint (Dockerfile) and actionlint (workflows)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy pipeline api app
+	$(PY) -m mypy pipeline api app benchmarks
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/actionlint
 
