@@ -206,7 +206,6 @@ class TrainingInfo(BaseModel):
     best_iteration: int | None = None
     n_trees: int | None = None
     threshold_policy: dict[str, Any] | None = None
-    train_seconds: float | None = None
 
 
 class GateInfo(BaseModel):

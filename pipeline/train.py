@@ -173,7 +173,6 @@ def main() -> None:
             "valid": int(valid_mask.sum()),
             "final_model": len(records) if fitted.refit else int((~valid_mask).sum()),
         },
-        "train_seconds": round(fitted.seconds, 2),
         "refit_full": fitted.refit,
     }
     save_local(MODEL_DIR, fitted.booster, fitted.spec, info)

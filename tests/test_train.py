@@ -186,6 +186,9 @@ def test_stage_mains(trained, records, tmp_path: Path, monkeypatch, small_params
     monkeypatch.setattr(evaluate, "params", lambda: small_params)
     monkeypatch.setattr(evaluate, "load_years", lambda years: train.load_years(years, processed))
     train.main()
+    first = {f.name: f.read_bytes() for f in (tmp_path / "models").iterdir()}
+    train.main()  # the same inputs give the same bytes: DVC sees no change downstream
+    assert {f.name: f.read_bytes() for f in (tmp_path / "models").iterdir()} == first
     evaluate.main()
     info = json.loads((tmp_path / "models" / "training.json").read_text())
     assert info["train_years"] == [2020] and info["refit_full"] is True
