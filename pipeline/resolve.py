@@ -89,6 +89,8 @@ def resolve(uri: str, tracking_uri: str | None = None, dst: Path | None = None) 
         folder = mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=tracking, dst_path=destination)
     except MlflowException as exc:
         raise ModelLoadError(f"cannot load {uri}: {exc.message}") from exc
+    except OSError as exc:  # the artifact store unreadable, the destination unwritable...
+        raise ModelLoadError(f"cannot load {uri}: {exc}") from exc
     return ResolvedModel(Path(folder), uri, name, version, alias)
 
 

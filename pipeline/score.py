@@ -313,7 +313,10 @@ def start_model_load(
         command = [sys.executable, "-m", "pipeline.resolve", uri, "--tracking-uri", settings.mlflow_tracking_uri]
         # MLflow's download bar would draw over this job's own progress bar.
         env = {**os.environ, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
-        child = subprocess.Popen([*command, "--dst", folder], stdout=subprocess.PIPE, text=True, env=env)
+        # Its stderr is captured: the job's own stays one line on failure, whatever MLflow logs.
+        child = subprocess.Popen(
+            [*command, "--dst", folder], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
         stack.callback(_stop, child)  # bad input is reported without waiting for the model
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-model")
     stack.callback(pool.shutdown, wait=False, cancel_futures=True)
@@ -346,11 +349,15 @@ def _load_scoring_model(
 
 def _resolved(uri: str, child: subprocess.Popen[str]) -> ResolvedModel:
     """What ``python -m pipeline.resolve`` printed: the model's folder, or why it could not find it."""
-    out, _ = child.communicate()
+    out, err = child.communicate()
+    for line in err.splitlines():
+        log.debug("MLflow lookup: %s", line)
     try:
         answer = json.loads(out.strip().splitlines()[-1])
     except (IndexError, ValueError):
-        answer = {"error": f"cannot load {uri}: the MLflow lookup exited with code {child.returncode}"}
+        last = next((line.strip() for line in reversed(err.splitlines()) if line.strip()), "")
+        why = f"the MLflow lookup exited with code {child.returncode}" + (f" ({last})" if last else "")
+        answer = {"error": f"cannot load {uri}: {why}"}
     if "error" in answer or child.returncode != 0:
         raise ModelLoadError(answer.get("error", f"cannot load {uri}"))
     return ResolvedModel.from_dict(answer)

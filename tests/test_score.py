@@ -763,8 +763,9 @@ def test_resolve_cli_prints_the_model_or_the_error(registry, tmp_path: Path, cap
 
 
 def test_a_lookup_that_dies_is_reported_not_parsed() -> None:
-    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(9)"], stdout=subprocess.PIPE, text=True)
-    with pytest.raises(score.ModelLoadError, match="exited with code 9"):
+    crash = "import sys; sys.stderr.write('Traceback...\\nImportError: no module named x\\n'); sys.exit(9)"
+    child = subprocess.Popen([sys.executable, "-c", crash], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with pytest.raises(score.ModelLoadError, match=r"exited with code 9 \(ImportError: no module named x\)"):
         score._resolved("models:/m@champion", child)
 
 
