@@ -938,7 +938,7 @@ def read_blocks(source: FlatSource, block_size: int, invalid: InvalidRows) -> It
             return
     text = _blocks(open_records_csv(source, block_size, invalid), source, strict=True)
     for _ in range(typed_blocks):  # the same blocks as the typed reader's: same size, same splits
-        next(text)
+        next(text, None)
     yield from text
 
 
