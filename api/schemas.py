@@ -85,6 +85,16 @@ class ErrorResponse(BaseModel):
     rows: list[int] | None = None
 
 
+# The documented errors (OpenAPI ``responses``) that several routes share.
+BAD_BODY: dict[int | str, dict[str, Any]] = {
+    400: {
+        "model": ErrorResponse,
+        "description": "The body could not be parsed at all (e.g. not UTF-8, broken multipart).",
+    },
+}
+NO_MODEL: dict[int | str, dict[str, Any]] = {503: {"model": ErrorResponse, "description": "No model loaded."}}
+
+
 class ModelIdentity(BaseModel):
     """Which registered model answered."""
 

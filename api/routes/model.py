@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException, status
 from api.deps import ServingDep
 from api.explain import DERIVED_LABELS, feature_label
 from api.schemas import (
+    NO_MODEL,
     CodeInfo,
     DerivedFeature,
     ErrorResponse,
@@ -29,7 +30,6 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["model"])
 
 _TYPES: dict[str, Any] = {"code": "integer", "int": "integer", "float": "number", "dep": "string", "com": "string"}
-NO_MODEL: dict[int | str, dict[str, Any]] = {503: {"model": ErrorResponse, "description": "No model loaded."}}
 
 
 def _field_info(spec: FieldSpec) -> FieldInfo:

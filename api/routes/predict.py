@@ -13,6 +13,8 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import ServingDep, SettingsDep, TelemetryDep
 from api.explain import top_factors
 from api.schemas import (
+    BAD_BODY,
+    NO_MODEL,
     AccidentRecord,
     BatchRequest,
     BatchResponse,
@@ -28,12 +30,9 @@ router = APIRouter(tags=["predict"])
 
 LABEL_NAMES: tuple[LabelName, LabelName] = ("not severe", "severe")
 ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {
-        "model": ErrorResponse,
-        "description": "The body could not be parsed at all (e.g. not UTF-8, broken multipart).",
-    },
+    **BAD_BODY,
     422: {"model": ErrorResponse, "description": "Invalid record: `loc` names the field, `msg` the allowed values."},
-    503: {"model": ErrorResponse, "description": "No model loaded."},
+    **NO_MODEL,
 }
 
 

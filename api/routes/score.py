@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import JobsDep, ServingDep, SettingsDep, TelemetryDep
 from api.jobs import Job
-from api.schemas import Downloads, ErrorResponse, ScoreResponse, rows_of
+from api.schemas import BAD_BODY, NO_MODEL, Downloads, ErrorResponse, ScoreResponse, rows_of
 from pipeline.errors import InputError
 from pipeline.model import LoadedModel
 from pipeline.score import DEFAULT_MAX_REJECT_RATE, score_paths, sibling, write_result
@@ -34,17 +34,14 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 PageQuery = Annotated[int, Query(ge=1, description="1-based page of scored rows.")]
 PageSizeQuery = Annotated[int, Query(ge=1, le=1000, description="Scored rows per page.")]
 ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {
-        "model": ErrorResponse,
-        "description": "The body could not be parsed at all (e.g. not UTF-8, broken multipart).",
-    },
+    **BAD_BODY,
     413: {"model": ErrorResponse, "description": "Upload larger than API_MAX_UPLOAD_MB."},
     415: {"model": ErrorResponse, "description": "Neither a CSV nor a zip file."},
     422: {
         "model": ErrorResponse,
         "description": "Bad content: one line naming the file, the column and the lines.",
     },
-    503: {"model": ErrorResponse, "description": "No model loaded."},
+    **NO_MODEL,
 }
 
 
