@@ -191,34 +191,25 @@ def downloads(result: BatchResult) -> None:
     """Parquet (already fetched), CSV and rejected cells (fetched on click)."""
     stem = PurePath(result.name).name.split(".")[0] or "upload"
     links = result.response.downloads
-    row = st.container(horizontal=True)
-    row.download_button(
-        "Download Parquet",
-        data=result.parquet,
-        file_name=f"{stem}-scored.parquet",
-        mime="application/octet-stream",
-        icon=":material/download:",
-        on_click="ignore",
-        key="batch_dl_parquet",
-    )
-    row.download_button(
-        "Download CSV",
-        data=fetcher(links.csv),
-        file_name=f"{stem}-scored.csv",
-        mime="text/csv",
-        icon=":material/download:",
-        on_click="ignore",
-        key="batch_dl_csv",
-    )
+    # (label, data, file suffix, MIME type, widget key); the rejects only when there are some.
+    files: list[tuple[str, bytes | Callable[[], bytes], str, str, str]] = [
+        ("Download Parquet", result.parquet, "scored.parquet", "application/octet-stream", "batch_dl_parquet"),
+        ("Download CSV", fetcher(links.csv), "scored.csv", "text/csv", "batch_dl_csv"),
+    ]
     if result.response.rejects_total:
+        files.append(
+            ("Download rejected cells", fetcher(links.rejects_csv), "rejects.csv", "text/csv", "batch_dl_rejects")
+        )
+    row = st.container(horizontal=True)
+    for label, data, suffix, mime, key in files:
         row.download_button(
-            "Download rejected cells",
-            data=fetcher(links.rejects_csv),
-            file_name=f"{stem}-rejects.csv",
-            mime="text/csv",
+            label,
+            data=data,
+            file_name=f"{stem}-{suffix}",
+            mime=mime,
             icon=":material/download:",
             on_click="ignore",
-            key="batch_dl_rejects",
+            key=key,
         )
 
 
