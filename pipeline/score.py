@@ -333,7 +333,7 @@ def _load_scoring_model(
     uri: str, child: subprocess.Popen[str] | None, n_jobs: int, timings: dict[str, float] | None, start: float
 ) -> LoadedModel:
     import_xgboost()
-    from pipeline.model import ModelLoadError, load_model, load_resolved
+    from pipeline.model import load_model, load_resolved
 
     try:
         model = load_resolved(_resolved(uri, child)) if child is not None else load_model(uri)
@@ -928,7 +928,7 @@ def read_blocks(source: FlatSource, block_size: int, invalid: InvalidRows) -> It
     cells are wrong and why, exactly as for a file read as text throughout.
     """
     typed_blocks = 0
-    with contextlib.suppress(pa.ArrowInvalid, InputError):  # the text reader says what is wrong
+    with contextlib.suppress(InputError):  # the text reader says what is wrong
         for block, seconds in _blocks(open_records_csv(source, block_size, invalid, typed=True), source):
             if not _finite_numbers(block):
                 break
@@ -936,27 +936,21 @@ def read_blocks(source: FlatSource, block_size: int, invalid: InvalidRows) -> It
             yield block, seconds
         else:
             return
-    text = _blocks(open_records_csv(source, block_size, invalid), source, strict=True)
+    text = _blocks(open_records_csv(source, block_size, invalid), source)
     for _ in range(typed_blocks):  # the same blocks as the typed reader's: same size, same splits
         next(text, None)
     yield from text
 
 
-def _blocks(
-    reader: pa_csv.CSVStreamingReader, source: FlatSource, *, strict: bool = False
-) -> Iterator[tuple[pa.RecordBatch, float]]:
-    """A reader's blocks and their reading time; Arrow's errors pass through unless ``strict``."""
+def _blocks(reader: pa_csv.CSVStreamingReader, source: FlatSource) -> Iterator[tuple[pa.RecordBatch, float]]:
+    """A reader's blocks and the seconds each took to read."""
     while True:
         start = time.perf_counter()
         try:
             block = reader.read_next_batch()
         except StopIteration:
             return
-        except pa.ArrowInvalid as exc:
-            if not strict:
-                raise
-            raise InputError(f"cannot read CSV ({exc})", file=source.file.name) from exc
-        except (OSError, UnicodeDecodeError) as exc:
+        except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
             raise InputError(f"cannot read CSV ({exc})", file=source.file.name) from exc
         yield block, time.perf_counter() - start
 
