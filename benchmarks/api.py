@@ -77,7 +77,7 @@ def _train_on_bundled(work: Path) -> tuple[Path, Path]:
     train = pd.concat([_records(y, p.features.max_vma) for y in tp.train_years], ignore_index=True)
     valid_mask = split_valid(train, tp.valid_fraction, tp.seed)
     log.info("no models/ folder: training on the bundled data (%d accidents)", len(train))
-    fitted = fit(train, valid_mask, tp)
+    fitted = fit(train, valid_mask, tp, p.features.max_vma)
     threshold = choose_threshold(train.loc[valid_mask, TARGET].to_numpy(), fitted.valid_proba, tp.threshold)
     model_dir = work / "models"
     info = {"threshold": threshold, "train_years": list(tp.train_years), "test_years": list(tp.test_years)}

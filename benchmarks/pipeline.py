@@ -69,7 +69,7 @@ def bench_features(year: int = 2021) -> dict[str, float]:
 def _spec_for(records: pd.DataFrame) -> FeatureSpec:
     from pipeline.features import fit_spec
 
-    return fit_spec(records, records[TARGET].to_numpy())
+    return fit_spec(records, records[TARGET].to_numpy(), params.features.max_vma)
 
 
 def bench_training() -> dict[str, float]:
@@ -77,7 +77,7 @@ def bench_training() -> dict[str, float]:
     params = load_params()
     records = records_from_tables(read_year(find_tables([BUNDLED_DIR / "2020"])))
     mask = split_valid(records, params.train.valid_fraction, params.train.seed)
-    took, fitted = _timed(lambda: fit(records, mask, params.train))
+    took, fitted = _timed(lambda: fit(records, mask, params.train, params.features.max_vma))
     matrix = frame_matrix(records, fitted.spec)
     dmatrix = xgb.DMatrix(matrix, label=records[TARGET].to_numpy())
     trees = fitted.best_iteration + 1

@@ -87,7 +87,7 @@ def register_model(store: Path, train: pd.DataFrame, test: pd.DataFrame) -> dict
     tp = params.train
     start = time.perf_counter()
     valid = split_valid(train, tp.valid_fraction, tp.seed)
-    fitted = fit(train, valid, tp)
+    fitted = fit(train, valid, tp, params.features.max_vma)
     threshold = choose_threshold(train.loc[valid, TARGET].to_numpy(), fitted.valid_proba, tp.threshold)
     trees = fitted.best_iteration + 1
     save_local(store / "model", fitted.booster, fitted.spec, {"threshold": threshold, "n_trees": trees})

@@ -34,7 +34,7 @@ from pipeline.storage import write_parquet_atomic
 
 log = logging.getLogger(__name__)
 
-FEATURE_SPEC_VERSION = 1
+FEATURE_SPEC_VERSION = 2
 # Record fields used as they are (identifiers and calendar parts handled below).
 _PASSTHROUGH: tuple[str, ...] = tuple(f.name for f in RECORD_FIELDS if f.name not in ("an", "jour", "dep", "com"))
 # Place codes with many levels are target-encoded: the severe rate of the place, learnt on
@@ -100,6 +100,9 @@ class FeatureSpec:
     prior: float = 0.5
     # Accidents per commune in the training rows: how urban / accident-prone the place is.
     com_counts: Mapping[str, int] = field(default_factory=dict)
+    # Speed limits above this were data-entry errors in training (``features.max_vma``): serving
+    # applies the model's value, never the checkout's params.yaml.
+    max_vma: int = 130
     codebook_version: str = codebook.CODEBOOK_VERSION
     version: int = FEATURE_SPEC_VERSION
 
@@ -124,6 +127,7 @@ class FeatureSpec:
             target_rates={k: dict(v) for k, v in data["target_rates"].items()},
             prior=float(data["prior"]),
             com_counts=dict(data["com_counts"]),
+            max_vma=int(data["max_vma"]),
             codebook_version=data["codebook_version"],
             version=int(data["version"]),
         )
@@ -383,14 +387,19 @@ def target_rates(keys: pd.Series, target: np.ndarray, smoothing: int) -> tuple[d
     return {str(k): float(v) for k, v in rates.items()}, prior
 
 
-def fit_spec(records: pd.DataFrame, target: np.ndarray) -> FeatureSpec:
-    """A feature spec whose target encodings are learnt on ``records`` (training rows only)."""
+def fit_spec(records: pd.DataFrame, target: np.ndarray, max_vma: int) -> FeatureSpec:
+    """A feature spec whose target encodings are learnt on ``records`` (training rows only).
+
+    ``max_vma`` is the cap the ``features`` stage applied to these records; serving applies the same.
+    """
     rates: dict[str, dict[str, float]] = {}
     prior = float(np.mean(target))
     for key, smoothing in TARGET_ENCODED.items():
         rates[key], prior = target_rates(records[key], target, smoothing)
     counts = records["com"].dropna().astype(str).value_counts()
-    return FeatureSpec(target_rates=rates, prior=prior, com_counts={str(k): int(v) for k, v in counts.items()})
+    return FeatureSpec(
+        target_rates=rates, prior=prior, com_counts={str(k): int(v) for k, v in counts.items()}, max_vma=max_vma
+    )
 
 
 def out_of_fold_encodings(records: pd.DataFrame, target: np.ndarray, folds: int, seed: int) -> dict[str, np.ndarray]:

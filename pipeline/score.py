@@ -713,7 +713,7 @@ def raw_batch(source: RawSource, model: ModelRef, *, with_features: bool = False
     dup_rejects = _reject_frame(dup_ids, np.flatnonzero(dup) + 2, ID_COLUMN, dup_ids, "duplicate id")
     # A repeated Num_Acc makes every vehicle and person of that id ambiguous: reject all its rows.
     tables["caracteristiques"] = carac[~dup]
-    records = records_from_tables(tables, max_vma=params().features.max_vma)
+    records = records_from_tables(tables, max_vma=ready(model).spec.max_vma)
     read_seconds = time.perf_counter() - start
 
     start = time.perf_counter()

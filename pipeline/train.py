@@ -87,17 +87,17 @@ def booster_params(tp: TrainParams) -> dict[str, Any]:
     }
 
 
-def training_matrix(records: pd.DataFrame, tp: TrainParams) -> tuple[np.ndarray, FeatureSpec]:
+def training_matrix(records: pd.DataFrame, tp: TrainParams, max_vma: int) -> tuple[np.ndarray, FeatureSpec]:
     """Spec fitted on ``records`` and their matrix, target encodings computed out of fold."""
     target = records[TARGET].to_numpy()
-    spec = fit_spec(records, target)
+    spec = fit_spec(records, target, max_vma)
     matrix = frame_matrix(records, spec)
     for key, values in out_of_fold_encodings(records, target, tp.target_encoding_folds, tp.seed).items():
         matrix[:, spec.columns.index(f"{key}_te")] = values
     return matrix, spec
 
 
-def fit(records: pd.DataFrame, valid_mask: np.ndarray, tp: TrainParams) -> Fitted:
+def fit(records: pd.DataFrame, valid_mask: np.ndarray, tp: TrainParams, max_vma: int) -> Fitted:
     """Early-stop on the validation rows; then, if ``refit_full``, refit on every training row.
 
     The refit uses the early-stopped number of trees, so the validation rows only ever
@@ -106,7 +106,7 @@ def fit(records: pd.DataFrame, valid_mask: np.ndarray, tp: TrainParams) -> Fitte
     check_years(records, tp)
     start = time.perf_counter()
     fit_rows, valid_rows = records[~valid_mask], records[valid_mask]
-    x_fit, spec = training_matrix(fit_rows, tp)
+    x_fit, spec = training_matrix(fit_rows, tp, max_vma)
     x_valid = frame_matrix(valid_rows, spec)
     names = list(spec.columns)
     d_fit = xgb.DMatrix(x_fit, label=fit_rows[TARGET].to_numpy(), feature_names=names, nthread=tp.n_jobs)
@@ -124,7 +124,7 @@ def fit(records: pd.DataFrame, valid_mask: np.ndarray, tp: TrainParams) -> Fitte
     valid_proba = np.asarray(booster.inplace_predict(x_valid), dtype=np.float64)
     fit_proba = np.asarray(booster.inplace_predict(x_fit), dtype=np.float64)
     if tp.refit_full:
-        x_all, spec = training_matrix(records, tp)
+        x_all, spec = training_matrix(records, tp, max_vma)
         d_all = xgb.DMatrix(
             x_all, label=records[TARGET].to_numpy(), feature_names=list(spec.columns), nthread=tp.n_jobs
         )
@@ -155,10 +155,11 @@ def load_years(years: tuple[int, ...], folder: Path | None = None) -> pd.DataFra
 
 def main() -> None:
     """DVC entry point: fit, choose the threshold, save the model folder and fit predictions."""
-    tp = params().train
+    p = params()
+    tp = p.train
     records = load_years(tp.train_years)
     valid_mask = split_valid(records, tp.valid_fraction, tp.seed)
-    fitted = fit(records, valid_mask, tp)
+    fitted = fit(records, valid_mask, tp, p.features.max_vma)
     y_valid = records.loc[valid_mask, TARGET].to_numpy()
     threshold = choose_threshold(y_valid, fitted.valid_proba, tp.threshold)
     info = {

@@ -92,7 +92,7 @@ def trained(
     base = tmp_path_factory.mktemp("trained")
     train_records = records[2020]
     valid_mask = split_valid(train_records, tp.valid_fraction, tp.seed)
-    fitted = fit(train_records, valid_mask, tp)
+    fitted = fit(train_records, valid_mask, tp, small_params.features.max_vma)
     threshold = choose_threshold(train_records.loc[valid_mask, TARGET].to_numpy(), fitted.valid_proba, tp.threshold)
     model_dir = base / "models"
     save_local(

@@ -27,7 +27,7 @@ from pipeline.records import ID_COLUMN, RECORD_COLUMNS, TARGET, default_record
 @pytest.fixture(scope="module")
 def spec(records) -> FeatureSpec:
     rec = records[2020]
-    return fit_spec(rec, rec[TARGET].to_numpy())
+    return fit_spec(rec, rec[TARGET].to_numpy(), 130)
 
 
 def test_matrix_shape_order_and_identifiers_excluded(records, spec) -> None:
@@ -190,7 +190,7 @@ def test_out_of_fold_encodings_do_not_see_their_own_row(records) -> None:
     rec = records[2020]
     y = rec[TARGET].to_numpy()
     oof = out_of_fold_encodings(rec, y, folds=5, seed=0)
-    in_sample = frame_matrix(rec, fit_spec(rec, y))[:, FEATURE_COLUMNS.index("com_te")]
+    in_sample = frame_matrix(rec, fit_spec(rec, y, 130))[:, FEATURE_COLUMNS.index("com_te")]
     assert not np.allclose(oof["com"], in_sample)
     # in-sample rates correlate with the label more than out-of-fold ones: that is the leak avoided
     assert np.corrcoef(in_sample, y)[0, 1] > np.corrcoef(oof["com"], y)[0, 1]

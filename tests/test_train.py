@@ -23,8 +23,8 @@ METRICS = {"accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "brier"
 def test_fit_is_deterministic(records, small_params: Params) -> None:
     rec = records[2020]
     mask = train.split_valid(rec, 0.2, 7)
-    first = train.fit(rec, mask, small_params.train)
-    second = train.fit(rec, mask, small_params.train)
+    first = train.fit(rec, mask, small_params.train, 130)
+    second = train.fit(rec, mask, small_params.train, 130)
     np.testing.assert_array_equal(first.valid_proba, second.valid_proba)
     x = train.frame_matrix(records[2021], first.spec)
     np.testing.assert_array_equal(first.booster.inplace_predict(x), second.booster.inplace_predict(x))
@@ -42,7 +42,7 @@ def test_validation_split_is_stratified_one_row_per_accident(records) -> None:
 def test_test_year_rows_never_reach_fitting(records, small_params: Params) -> None:
     mixed = pd.concat([records[2020], records[2021].head(5)], ignore_index=True)
     with pytest.raises(ValueError, match=r"test-year rows \[2021\] reached training"):
-        train.fit(mixed, np.zeros(len(mixed), dtype=bool), small_params.train)
+        train.fit(mixed, np.zeros(len(mixed), dtype=bool), small_params.train, 130)
     with pytest.raises(ValueError, match="overlap"):
         Params.model_validate({"train": {"train_years": [2020, 2021], "test_years": [2021]}})
 
@@ -56,13 +56,13 @@ def test_early_stopping_and_threshold_use_only_training_years(records, small_par
 
     original_fit_spec = train.fit_spec
 
-    def spy_spec(rows, target):
+    def spy_spec(rows, target, max_vma):
         seen.append(set(rows["an"].astype(int)))
-        return original_fit_spec(rows, target)
+        return original_fit_spec(rows, target, max_vma)
 
     monkeypatch.setattr(train, "fit_spec", spy_spec)
     monkeypatch.setattr(train.xgb, "DMatrix", spy)
-    train.fit(records[2020], train.split_valid(records[2020], 0.2, 0), small_params.train)
+    train.fit(records[2020], train.split_valid(records[2020], 0.2, 0), small_params.train, 130)
     assert seen and all(years == {2020} for years in seen)
 
 
