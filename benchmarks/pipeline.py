@@ -69,7 +69,7 @@ def bench_features(year: int = 2021) -> dict[str, float]:
 def _spec_for(records: pd.DataFrame) -> FeatureSpec:
     from pipeline.features import fit_spec
 
-    return fit_spec(records, records[TARGET].to_numpy(), params.features.max_vma)
+    return fit_spec(records, records[TARGET].to_numpy(), load_params().features.max_vma)
 
 
 def bench_training() -> dict[str, float]:
