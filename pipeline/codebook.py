@@ -30,32 +30,40 @@ from typing import Final
 
 CODEBOOK_VERSION: Final[str] = "ONISR, Description des bases de données annuelles 2005-2024, 21 octobre 2025"
 
-TABLES: Final[tuple[str, ...]] = ("caracteristiques", "lieux", "vehicules", "usagers")
-
-# Column order of the real 2020/2021 CSV headers. The codebook also lists
-# ``id_usager`` for usagers, but it only appears in the files from 2022 on.
+# The four tables, their columns in the order of the real 2020/2021 CSV headers, and the kind of
+# each column: "key" (int64 id), "vid" (vehicle id with thousands separators), "code" (small
+# nullable int), "int" (nullable int), "float" (decimal comma), "pr" (int or "(1)" for unknown),
+# "str" (free text). The codebook also lists ``id_usager`` for usagers, but it only appears in the
+# files from 2022 on. ``ingest`` reads with it, ``schemas`` validates with it.
 # fmt: off
-TABLE_COLUMNS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
+SCHEMA: Final[Mapping[str, Mapping[str, str]]] = MappingProxyType(
     {
-        "caracteristiques": (
-            "Num_Acc", "jour", "mois", "an", "hrmn", "lum", "dep", "com", "agg",
-            "int", "atm", "col", "adr", "lat", "long",
-        ),
-        "lieux": (
-            "Num_Acc", "catr", "voie", "v1", "v2", "circ", "nbv", "vosp", "prof",
-            "pr", "pr1", "plan", "lartpc", "larrout", "surf", "infra", "situ", "vma",
-        ),
-        "vehicules": (
-            "Num_Acc", "id_vehicule", "num_veh", "senc", "catv", "obs", "obsm",
-            "choc", "manv", "motor", "occutc",
-        ),
-        "usagers": (
-            "Num_Acc", "id_vehicule", "num_veh", "place", "catu", "grav", "sexe",
-            "an_nais", "trajet", "secu1", "secu2", "secu3", "locp", "actp", "etatp",
-        ),
+        "caracteristiques": MappingProxyType({
+            "Num_Acc": "key", "jour": "int", "mois": "int", "an": "int", "hrmn": "str", "lum": "code",
+            "dep": "str", "com": "str", "agg": "code", "int": "code", "atm": "code", "col": "code",
+            "adr": "str", "lat": "float", "long": "float",
+        }),
+        "lieux": MappingProxyType({
+            "Num_Acc": "key", "catr": "code", "voie": "str", "v1": "code", "v2": "str", "circ": "code",
+            "nbv": "int", "vosp": "code", "prof": "code", "pr": "pr", "pr1": "pr", "plan": "code",
+            "lartpc": "float", "larrout": "float", "surf": "code", "infra": "code", "situ": "code", "vma": "int",
+        }),
+        "vehicules": MappingProxyType({
+            "Num_Acc": "key", "id_vehicule": "vid", "num_veh": "str", "senc": "code", "catv": "code",
+            "obs": "code", "obsm": "code", "choc": "code", "manv": "code", "motor": "code", "occutc": "int",
+        }),
+        "usagers": MappingProxyType({
+            "Num_Acc": "key", "id_vehicule": "vid", "num_veh": "str", "place": "code", "catu": "code",
+            "grav": "code", "sexe": "code", "an_nais": "int", "trajet": "code", "secu1": "code",
+            "secu2": "code", "secu3": "code", "locp": "code", "actp": "code", "etatp": "code",
+        }),
     }
 )
 # fmt: on
+TABLES: Final[tuple[str, ...]] = tuple(SCHEMA)
+
+# Cells, once stripped, that mean "unknown" in a raw table or a flat record file.
+MISSING_TOKENS: Final[tuple[str, ...]] = ("", "N/A", "NA", "n/a", "nan", "None")
 
 # The codebook writes two actp codes as letters; they are stored as these ints
 # (10 and 11 are not used by any numeric actp code).

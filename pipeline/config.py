@@ -27,8 +27,6 @@ REPORTS_DIR = ROOT / "reports"
 PLOTS_DIR = REPORTS_DIR / "plots"
 MODEL_DIR = ROOT / "models"
 
-TABLES: tuple[str, ...] = ("caracteristiques", "lieux", "vehicules", "usagers")
-
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")

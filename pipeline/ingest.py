@@ -8,101 +8,26 @@ from __future__ import annotations
 
 import difflib
 import gzip
-import hashlib
 import io
 import logging
 import re
-import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pooch
+import requests
 
-from pipeline.config import BUNDLED_DIR, CACHE_DIR, INTERIM_DIR, TABLES, params
+from pipeline.codebook import ACTP_LETTERS, MISSING_TOKENS, SCHEMA, TABLES
+from pipeline.config import BUNDLED_DIR, CACHE_DIR, INTERIM_DIR, params
 from pipeline.errors import InputError
 from pipeline.storage import write_parquet_atomic
 
 log = logging.getLogger(__name__)
 
-# Column kinds: "key" (int64 id), "vid" (vehicle id with thousands separators),
-# "code" (small nullable int), "int" (nullable int), "float" (decimal comma),
-# "pr" (int or "(1)" for unknown), "str" (free text, "N/A" means missing).
-SCHEMA: Mapping[str, Mapping[str, str]] = {
-    "caracteristiques": {
-        "Num_Acc": "key",
-        "jour": "int",
-        "mois": "int",
-        "an": "int",
-        "hrmn": "str",
-        "lum": "code",
-        "dep": "str",
-        "com": "str",
-        "agg": "code",
-        "int": "code",
-        "atm": "code",
-        "col": "code",
-        "adr": "str",
-        "lat": "float",
-        "long": "float",
-    },
-    "lieux": {
-        "Num_Acc": "key",
-        "catr": "code",
-        "voie": "str",
-        "v1": "code",
-        "v2": "str",
-        "circ": "code",
-        "nbv": "int",
-        "vosp": "code",
-        "prof": "code",
-        "pr": "pr",
-        "pr1": "pr",
-        "plan": "code",
-        "lartpc": "float",
-        "larrout": "float",
-        "surf": "code",
-        "infra": "code",
-        "situ": "code",
-        "vma": "int",
-    },
-    "vehicules": {
-        "Num_Acc": "key",
-        "id_vehicule": "vid",
-        "num_veh": "str",
-        "senc": "code",
-        "catv": "code",
-        "obs": "code",
-        "obsm": "code",
-        "choc": "code",
-        "manv": "code",
-        "motor": "code",
-        "occutc": "int",
-    },
-    "usagers": {
-        "Num_Acc": "key",
-        "id_vehicule": "vid",
-        "num_veh": "str",
-        "place": "code",
-        "catu": "code",
-        "grav": "code",
-        "sexe": "code",
-        "an_nais": "int",
-        "trajet": "code",
-        "secu1": "code",
-        "secu2": "code",
-        "secu3": "code",
-        "locp": "code",
-        "actp": "code",
-        "etatp": "code",
-    },
-}
-
 # Later publications renamed a few headers; map them back to the 2020/2021 names.
 COLUMN_ALIASES: Mapping[str, str] = {"accident_id": "Num_Acc", "num_acc": "Num_Acc"}
-
-# actp uses two letter codes; the codebook module gives them integer codes.
-ACTP_LETTERS: Mapping[str, str] = {"A": "10", "B": "11"}
 
 _TABLE_PATTERNS: Mapping[str, re.Pattern[str]] = {
     "caracteristiques": re.compile(r"(?<![a-z])(carac|caract|carct)"),
@@ -111,7 +36,6 @@ _TABLE_PATTERNS: Mapping[str, re.Pattern[str]] = {
     "usagers": re.compile(r"(?<![a-z])usagers?"),
 }
 _YEAR = re.compile(r"(?<!\d)(19|20)(\d{2})(?!\d)")
-_MISSING = {"", "N/A", "NA", "n/a"}
 
 # Stable data.gouv.fr resource links, and the official sizes/sha1 where known.
 DATAGOUV_URLS: Mapping[int, Mapping[str, str]] = {
@@ -294,7 +218,7 @@ def type_column(values: pd.Series, kind: str, path: Path, column: str) -> pd.Ser
     """Strip and convert one raw string column to its type; text in a number column is an error."""
     s = values.str.strip().str.replace("\u00a0", "", regex=False)
     if kind == "str":
-        return s.where(~s.isin(_MISSING)).astype("string")
+        return s.where(~s.isin(MISSING_TOKENS)).astype("string")
     if kind == "vid":
         s = s.str.replace(" ", "", regex=False)
         return s.where(s != "").astype("string")
@@ -303,8 +227,8 @@ def type_column(values: pd.Series, kind: str, path: Path, column: str) -> pd.Ser
     if kind == "float":
         s = s.str.replace(",", ".", regex=False)
     if column == "actp":
-        s = s.replace(ACTP_LETTERS)
-    s = s.where(~s.isin(_MISSING))
+        s = s.replace({letter: str(code) for letter, code in ACTP_LETTERS.items()})
+    s = s.where(~s.isin(MISSING_TOKENS))
     number = pd.to_numeric(s, errors="coerce")
     bad = number.isna() & s.notna()
     if bad.any():
@@ -353,31 +277,21 @@ def read_year(files: Mapping[str, TableFile]) -> dict[str, pd.DataFrame]:
     return tables
 
 
-def sha1_of(path: Path) -> str:
-    """SHA-1 of a file, streamed."""
-    digest = hashlib.sha1()  # noqa: S324 - data.gouv.fr publishes sha1 checksums
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def download(url: str, dest: Path, sha1: str | None = None, timeout: float = 60.0) -> Path:
-    """Download ``url`` to ``dest`` atomically, checking sha1 when it is known; reuse a valid cache."""
-    if dest.exists() and (sha1 is None or sha1_of(dest) == sha1):
-        log.info("cache hit %s", dest)
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".part")
-    log.info("downloading %s", url)
-    with urllib.request.urlopen(url, timeout=timeout) as resp, tmp.open("wb") as out:  # noqa: S310
-        while block := resp.read(1 << 20):
-            out.write(block)
-    if sha1 is not None and (got := sha1_of(tmp)) != sha1:
-        tmp.unlink()
-        raise InputError(f"checksum mismatch: sha1 {got}, expected {sha1}", file=url)
-    tmp.replace(dest)
-    return dest
+def download(url: str, dest: Path, sha1: str | None = None, timeout: float = 60.0, retries: int = 3) -> Path:
+    """Download ``url`` to ``dest`` (pooch: atomic, retried), checking sha1 when known; reuse a valid cache."""
+    fetcher = pooch.create(
+        path=dest.parent,
+        base_url="",
+        registry={dest.name: f"sha1:{sha1}" if sha1 else None},
+        urls={dest.name: url},
+        retry_if_failed=retries,
+    )
+    try:
+        return Path(fetcher.fetch(dest.name, downloader=pooch.HTTPDownloader(timeout=timeout, progressbar=False)))
+    except ValueError as exc:  # pooch's hash mismatch; the partial download is already removed
+        raise InputError(f"checksum mismatch: {exc}", file=url) from exc
+    except (OSError, requests.RequestException) as exc:
+        raise InputError(f"download failed after {retries} retries: {exc}", file=url) from exc
 
 
 def datagouv_files(year: int, cache: Path = CACHE_DIR, base_url: str = DATAGOUV_BASE) -> list[Path]:

@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.codebook import TABLES
 from pipeline.config import (
     BUNDLED_DIR,
     INTERIM_DIR,
     MODEL_DIR,
     REPORTS_DIR,
     ROOT,
-    TABLES,
     GateParams,
     Params,
     params,

@@ -63,7 +63,7 @@ def test_headers_match_codebook_columns(
     table: str,
 ) -> None:
     header, _ = real_data[(year, table)]
-    assert tuple(header) == cb.TABLE_COLUMNS[table]
+    assert tuple(header) == tuple(cb.SCHEMA[table])
     assert [k for k in cb.COLUMNS if k.startswith(f"{table}.")] == [f"{table}.{name}" for name in header]
 
 
@@ -109,7 +109,7 @@ def test_undocumented_additions_occur_in_real_data(
 
 
 def test_column_metadata() -> None:
-    assert len(cb.COLUMNS) == sum(len(c) for c in cb.TABLE_COLUMNS.values())
+    assert len(cb.COLUMNS) == sum(len(c) for c in cb.SCHEMA.values())
     for key, col in cb.COLUMNS.items():
         assert key == f"{col.table}.{col.name}" == col.key
         assert col.table in cb.TABLES

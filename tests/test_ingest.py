@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline import ingest
+from pipeline import codebook, ingest
 from pipeline.errors import InputError
 
 
@@ -48,7 +48,7 @@ def test_identify_rejects_unknown_names(name: str) -> None:
 
 def test_reads_every_quirk_of_the_2020_extract(extracts: Path) -> None:
     tables = ingest.read_year(ingest.find_tables([extracts / "2020"]))
-    carac, lieux, veh, users = (tables[t] for t in ingest.TABLES)
+    carac, lieux, veh, users = (tables[t] for t in codebook.TABLES)
     # month not zero-padded in 2020, read as an integer
     assert set(carac["mois"].unique()) <= set(range(1, 13))
     # Corsica and overseas departments stay strings
