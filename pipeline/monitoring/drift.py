@@ -8,7 +8,7 @@ profile's buckets and compared with the training counts:
   does not grow with the number of rows, which is why it drives the verdict: common practice
   reads < 0.1 as stable, 0.1-0.2 as a moderate shift, > 0.2 as a significant one.
 * a chi-square test of homogeneity on the 2 x k table of training and new counts
-  (``scipy.stats.chi2_contingency``), the same test for numbers (on their quantile buckets)
+  (as ``scipy.stats.chi2_contingency`` computes it), the same test for numbers (on their quantile buckets)
   and for codes (on their categories). Its p-value says whether a shift is more than
   sampling noise; with tens of thousands of rows nearly every field is "significant", so it
   informs and does not decide.
@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from scipy import stats
+from scipy import special
 
 from pipeline.monitoring.profile import SCORE_FIELD, Profile
 from pipeline.records import RECORD_FIELDS
@@ -111,13 +111,19 @@ def psi(reference: np.ndarray, current: np.ndarray, epsilon: float = 1e-4) -> fl
 
 
 def chi2_test(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]:
-    """Chi-square test of homogeneity of two count vectors (buckets empty in both are dropped)."""
-    table = np.vstack([reference, current])
+    """Chi-square test of homogeneity of two count vectors (buckets empty in both are dropped).
+
+    The statistic and p-value of ``scipy.stats.chi2_contingency(table, correction=False)``
+    (tests check they are equal), computed here because importing ``scipy.stats`` costs the
+    batch job ~0.7 s of CPU, about its whole recording budget; ``scipy.special`` is loaded already.
+    """
+    table = np.vstack([reference, current]).astype(np.float64)
     table = table[:, table.sum(axis=0) > 0]
     if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
         return 0.0, 1.0
-    result = stats.chi2_contingency(table, correction=False)
-    return float(result.statistic), float(result.pvalue)
+    expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
+    statistic = float(np.sum((table - expected) ** 2 / expected))
+    return statistic, float(special.chdtrc(table.shape[1] - 1, statistic))
 
 
 def compare(
