@@ -59,6 +59,9 @@ def _column_type(spec: FieldSpec) -> str:
     return "long"
 
 
+_DTYPES: Mapping[str, str] = {"string": "object", "double": "float64", "long": "int64"}
+
+
 def record_signature() -> ModelSignature:
     """Input: the record fields, each optional (defaults apply); output: probability and label."""
     inputs = Schema([ColSpec(_column_type(spec), spec.name, required=False) for spec in RECORD_FIELDS])
@@ -67,24 +70,18 @@ def record_signature() -> ModelSignature:
 
 
 def complete_records(frame: pd.DataFrame) -> pd.DataFrame:
-    """The record columns of ``frame``, in order, as the API reads a JSON record.
+    """The record columns of ``frame``, in order; a missing column takes the field's default.
 
-    A missing column takes the field's default; so does a missing value, except in optional
-    fields (``com``, ``lat``, ages...) where it means unknown, as ``null`` does in the API.
+    As in the API, where a missing field takes its default. A missing value (null) is allowed
+    only in optional fields, where it means unknown: the signature makes the others integers.
     """
-    columns: dict[str, Any] = {}
-    for spec in RECORD_FIELDS:
-        if spec.name not in frame.columns:
-            columns[spec.name] = pd.Series([spec.default] * len(frame), index=frame.index, dtype=object)
-        elif not spec.optional and frame[spec.name].isna().any():
-            columns[spec.name] = frame[spec.name].fillna(spec.default)
-        else:
-            columns[spec.name] = frame[spec.name]
-    out = pd.DataFrame(columns, index=frame.index)
-    for spec in RECORD_FIELDS:
-        if spec.kind not in ("dep", "com") and out[spec.name].dtype == object:
-            out[spec.name] = pd.to_numeric(out[spec.name])
-    return out
+    columns = {
+        spec.name: frame[spec.name]
+        if spec.name in frame.columns
+        else pd.Series([spec.default] * len(frame), index=frame.index, dtype=_DTYPES[_column_type(spec)])
+        for spec in RECORD_FIELDS
+    }
+    return pd.DataFrame(columns, index=frame.index)
 
 
 class AccidentSeverityModel(PythonModel):

@@ -77,10 +77,11 @@ def test_missing_columns_and_values_take_the_documented_defaults(champion_folder
     singles = [{"dep": "13", "heure": 3}, {"dep": "2A", "heure": 17, "lat": 41.9, "com": "2A004"}]
     assert out["probability"].tolist() == [model.predict_row(model.row(r)) for r in singles]
     assert len(pyfunc.predict(partial.iloc[:0])) == 0
-    # A missing value takes the field's default; in an optional field it stays unknown (null).
-    filled = complete_records(pd.DataFrame({"vma": [np.nan, 90.0], "age_min": [np.nan, 30.0]}))
-    assert filled["vma"].tolist() == [50, 90] and np.isnan(filled["age_min"][0])
-    assert complete_records(pd.DataFrame({"dep": ["75"]}))["age_min"].tolist() == [30]  # column missing
+    # A missing column takes the field's default; a null in an optional field means unknown.
+    filled = complete_records(pd.DataFrame({"vma": [110, 90], "age_min": [np.nan, 30.0]}))
+    assert filled["vma"].tolist() == [110, 90] and np.isnan(filled["age_min"][0])
+    assert filled["age_max"].tolist() == [45.0, 45.0] and filled["nbv"].tolist() == [2, 2]
+    assert filled["com"].tolist() == [None, None]
     assert list(filled.columns) == [f.name for f in RECORD_FIELDS]
 
 
