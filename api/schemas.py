@@ -219,11 +219,21 @@ class TrainingInfo(BaseModel):
 
 
 class GateInfo(BaseModel):
-    """The promotion gate: thresholds from params.yaml and the outcome logged at registration."""
+    """The promotion gate the model was registered with: thresholds, outcome and reasons (from the model)."""
 
     thresholds: dict[str, float] | None = None
     passed: bool | None = None
     reasons: list[str] = Field(default_factory=list)
+
+
+class LoadingInfo(BaseModel):
+    """How the model is registered and how to load it outside this API."""
+
+    flavor: str = Field(description="MLflow flavour of the registered model.")
+    uri: str = Field(description="Model URI in the MLflow registry.")
+    python: str = Field(description="Load and score in Python (pandas frame of accident records).")
+    spark: str = Field(description="Score a Spark DataFrame of accident records.")
+    serve: str = Field(description="Serve it over HTTP with MLflow's scoring server (/invocations).")
 
 
 class ModelInfo(ModelIdentity):
@@ -235,6 +245,7 @@ class ModelInfo(ModelIdentity):
     metrics: dict[str, dict[str, Scalar]] = Field(description="Metrics by split (train, valid, test).")
     training: TrainingInfo
     gate: GateInfo | None
+    loading: LoadingInfo | None = None
     feature_columns: list[str]
     features: list[FieldInfo]
     derived_features: list[DerivedFeature]

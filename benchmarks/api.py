@@ -96,15 +96,20 @@ def _train_on_bundled(work: Path) -> tuple[Path, Path]:
     return model_dir, reports
 
 
-def build_registry(work: Path) -> tuple[str, pd.DataFrame]:
-    """A temporary SQLite registry with a champion; returns its URI and test-year records."""
+def build_registry(work: Path, trained: tuple[Path, Path] | None = None) -> tuple[str, pd.DataFrame]:
+    """A temporary SQLite registry with a champion; returns its URI and test-year records.
+
+    ``trained`` (model folder, reports folder) registers that model instead of the repo's.
+    """
     from pipeline.config import MODEL_DIR, REPORTS_DIR, params
     from pipeline.model import load_local
     from pipeline.register import log_and_register
     from pipeline.settings import PipelineSettings
 
     p = params()
-    if (MODEL_DIR / "model.ubj").exists() and (REPORTS_DIR / "metrics.json").exists():
+    if trained is not None:
+        model_dir, reports = trained
+    elif (MODEL_DIR / "model.ubj").exists() and (REPORTS_DIR / "metrics.json").exists():
         model_dir, reports = MODEL_DIR, REPORTS_DIR
         log.info("registering the repo's trained model (%s)", model_dir)
     else:

@@ -86,6 +86,9 @@ class TrainParams(_Frozen):
     n_jobs: int = Field(2, ge=1)
     target_encoding_folds: int = Field(5, ge=2)
     refit_full: bool = True
+    # Isotonic calibration of the probabilities, fitted on the validation split's predictions
+    # and carried with the model: every serving path applies it.
+    calibration: Literal["none", "isotonic"] = "none"
     threshold: ThresholdParams = ThresholdParams()
     xgb: XGBParams = XGBParams()
 

@@ -1,16 +1,18 @@
-"""The only model loader: a local model folder or an MLflow model URI -> ``LoadedModel``.
+"""The only model loader: a model folder, or an MLflow model URI -> ``LoadedModel``.
 
-The batch job, the ``evaluate`` stage and the API all predict through ``LoadedModel``,
-so their probabilities are identical for identical records.
+The batch job, the ``evaluate`` stage, the API and the registered pyfunc (``pipeline.flavor``)
+all predict through ``LoadedModel``, so their probabilities are identical for identical records.
+A registered version is an MLflow pyfunc whose ``model`` artifact is the folder ``save_local``
+writes; the fast path loads that same folder, without going through ``mlflow.pyfunc``.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -24,36 +26,64 @@ from pipeline.resolve import ModelLoadError, ResolvedModel, resolve
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LoadedModel", "ModelLoadError", "load_local", "load_mlflow_folder", "load_model", "load_resolved"]
+__all__ = [
+    "Calibration",
+    "LoadedModel",
+    "ModelLoadError",
+    "load_local",
+    "load_mlflow_folder",
+    "load_model",
+    "load_resolved",
+]
 
 BOOSTER_FILE = "model.ubj"
 SPEC_FILE = "feature_spec.json"
 INFO_FILE = "training.json"
+CALIBRATION_FILE = "calibration.json"
+# Name of the pyfunc artifact that holds the model folder (``python_function.artifacts`` in MLmodel).
+MODEL_ARTIFACT = "model"
 
 
-# ``Booster.inplace_predict`` on a dense float32 array is XGBoosterPredictFromDense with these
-# arguments (value predictions, every tree, NaN as missing); ``predict_row`` calls it directly.
-_PREDICT_ARGS = json.dumps(
-    {
-        "type": 0,
-        "training": False,
-        "iteration_begin": 0,
-        "iteration_end": 0,
-        "missing": float("nan"),
-        "strict_shape": False,
-        "cache_id": 0,
-    }
-).encode()
-_ROW_INTERFACE = (
-    b'{"data": [%d, false], "strides": null, "descr": [["", "<f4"]], "typestr": "<f4", "shape": [1, %d], "version": 3}'
-)
-_PREDICT_FROM_DENSE: Any = getattr(getattr(xgb.core, "_LIB", None), "XGBoosterPredictFromDense", None)
-_CHECK_CALL: Any = getattr(xgb.core, "_check_call", None)
+@dataclass(frozen=True)
+class Calibration:
+    """A monotone map of raw booster probabilities, as plain data: ``np.interp(p, x, y)``.
+
+    Fitted at train time (isotonic regression on the validation predictions) and carried in the
+    model folder, so every path that predicts through ``LoadedModel`` applies the same map.
+    """
+
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+    method: str = "isotonic"
+    _xy: tuple[np.ndarray, np.ndarray] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if len(self.x) != len(self.y) or len(self.x) < 2 or any(b < a for a, b in pairwise(self.x)):
+            raise ValueError("calibration needs as many x as y, at least two points, x non-decreasing")
+        # The arrays np.interp reads, built once (frozen: set through object.__setattr__).
+        object.__setattr__(self, "_xy", (np.asarray(self.x, dtype=np.float64), np.asarray(self.y, dtype=np.float64)))
+
+    def apply(self, proba: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities (the end points' values outside the fitted range)."""
+        return np.interp(proba, *self._xy)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"method": self.method, "x": list(self.x), "y": list(self.y)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
+        """Inverse of ``to_dict``."""
+        return cls(tuple(float(v) for v in data["x"]), tuple(float(v) for v in data["y"]), str(data["method"]))
 
 
 @dataclass
 class LoadedModel:
-    """A booster with everything needed to serve it."""
+    """A booster with everything needed to serve it.
+
+    ``info`` is the model's ``training.json``: threshold policy, training rows, metrics by split,
+    and (once registered) the promotion gate it passed and its registered name and version.
+    """
 
     booster: xgb.Booster
     spec: FeatureSpec
@@ -64,10 +94,12 @@ class LoadedModel:
     run_id: str | None = None
     source: str = ""
     info: Mapping[str, Any] = field(default_factory=dict)
+    calibration: Calibration | None = None
 
     def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
         """Probabilities for a float32 matrix in ``spec.columns`` order."""
-        return np.asarray(self.booster.inplace_predict(matrix, validate_features=False), dtype=np.float64)
+        proba = np.asarray(self.booster.inplace_predict(matrix, validate_features=False), dtype=np.float64)
+        return proba if self.calibration is None else self.calibration.apply(proba)
 
     def predict_input(self, records: pd.DataFrame) -> np.ndarray:
         """The model matrix for a frame of accident records."""
@@ -82,41 +114,19 @@ class LoadedModel:
         return record_row(record, self.spec)
 
     def predict_row(self, row: np.ndarray) -> float:
-        """Probability for one row (1 x n float32), as ``predict_matrix`` computes it.
-
-        The same native call as ``inplace_predict`` with the same arguments, without its
-        ~40 us of Python (input type checks, a class built per call, output copies).
-        """
-        if (
-            _PREDICT_FROM_DENSE is None
-            or _CHECK_CALL is None
-            or row.ndim != 2
-            or row.shape[0] != 1
-            or row.dtype != np.float32
-        ):
-            return float(self.predict_matrix(row)[0])
-        row = np.ascontiguousarray(row)
-        interface = _ROW_INTERFACE % (row.ctypes.data, row.shape[1])
-        preds = ctypes.POINTER(ctypes.c_float)()
-        shape = ctypes.POINTER(ctypes.c_uint64)()
-        dims = ctypes.c_uint64()
-        status = _PREDICT_FROM_DENSE(
-            self.booster.handle,
-            interface,
-            _PREDICT_ARGS,
-            None,
-            ctypes.byref(shape),
-            ctypes.byref(dims),
-            ctypes.byref(preds),
-        )
-        _CHECK_CALL(status)
-        # float32 -> float, as ``np.asarray(..., dtype=np.float64)`` does in predict_matrix.
-        return float(preds[0])
+        """Probability for one row (1 x n float32), as ``predict_matrix`` computes it."""
+        return float(self.predict_matrix(row)[0])
 
     def contributions(self, row: np.ndarray) -> np.ndarray:
-        """SHAP contributions (log-odds) of each feature, plus the bias last."""
+        """SHAP contributions (log-odds of the raw booster) of each feature, plus the bias last."""
         dm = xgb.DMatrix(row, feature_names=list(self.spec.columns))
         return np.asarray(self.booster.predict(dm, pred_contribs=True))[0]
+
+    @property
+    def gate(self) -> Mapping[str, Any] | None:
+        """The promotion gate this version was registered with: thresholds, passed, reasons."""
+        gate = self.info.get("gate")
+        return gate if isinstance(gate, Mapping) else None
 
     def describe(self) -> dict[str, Any]:
         """Identity of the model, for outputs and logs."""
@@ -129,12 +139,23 @@ class LoadedModel:
         }
 
 
-def save_local(folder: Path, booster: xgb.Booster, spec: FeatureSpec, info: Mapping[str, Any]) -> None:
-    """Write a model folder: booster, feature spec, training info (threshold, metrics...)."""
+def save_local(
+    folder: Path,
+    booster: xgb.Booster,
+    spec: FeatureSpec,
+    info: Mapping[str, Any],
+    calibration: Calibration | None = None,
+) -> None:
+    """Write a model folder: booster, feature spec, training info (threshold, metrics...), calibration."""
     folder.mkdir(parents=True, exist_ok=True)
     booster.save_model(folder / BOOSTER_FILE)
     (folder / SPEC_FILE).write_text(spec.to_json(), encoding="utf-8")
     (folder / INFO_FILE).write_text(json.dumps(dict(info), indent=2, sort_keys=True), encoding="utf-8")
+    calibration_file = folder / CALIBRATION_FILE
+    if calibration is not None:
+        calibration_file.write_text(json.dumps(calibration.to_dict(), sort_keys=True), encoding="utf-8")
+    else:
+        calibration_file.unlink(missing_ok=True)
 
 
 def _booster(path: Path, n_jobs: int) -> xgb.Booster:
@@ -145,37 +166,64 @@ def _booster(path: Path, n_jobs: int) -> xgb.Booster:
 
 
 def load_local(folder: Path, n_jobs: int = 1) -> LoadedModel:
-    """Load a folder written by ``save_local`` (the ``train`` stage's output)."""
+    """Load a folder written by ``save_local`` (the ``train`` stage's output, a pyfunc's artifact)."""
     try:
         info = json.loads((folder / INFO_FILE).read_text(encoding="utf-8"))
         spec = FeatureSpec.from_dict(json.loads((folder / SPEC_FILE).read_text(encoding="utf-8")))
+        calibration_file = folder / CALIBRATION_FILE
+        calibration = (
+            Calibration.from_dict(json.loads(calibration_file.read_text(encoding="utf-8")))
+            if calibration_file.exists()
+            else None
+        )
         booster = _booster(folder / BOOSTER_FILE, n_jobs)
-    except (OSError, ValueError, KeyError, xgb.core.XGBoostError) as exc:
+        threshold = float(info["threshold"])
+    except (OSError, ValueError, KeyError, TypeError, xgb.core.XGBoostError) as exc:
         raise ModelLoadError(f"cannot load model folder {folder}: {exc}") from exc
-    return LoadedModel(booster, spec, float(info["threshold"]), source=str(folder), info=info)
+    registered = info.get("registered_model") or {}
+    return LoadedModel(
+        booster,
+        spec,
+        threshold,
+        name=registered.get("name"),
+        version=registered.get("version"),
+        source=str(folder),
+        info=info,
+        calibration=calibration,
+    )
+
+
+def pyfunc_artifact(mlmodel: Mapping[str, Any]) -> str:
+    """Relative path of the model folder inside a registered pyfunc (from its MLmodel)."""
+    try:
+        return str(mlmodel["flavors"]["python_function"]["artifacts"][MODEL_ARTIFACT]["path"])
+    except (KeyError, TypeError) as exc:
+        flavors = sorted((mlmodel.get("flavors") or {}) if isinstance(mlmodel, Mapping) else {})
+        raise ModelLoadError(
+            f"not an accident-severity pyfunc (flavours {flavors}, no {MODEL_ARTIFACT!r} artifact): "
+            "register it again with this code"
+        ) from exc
 
 
 def load_mlflow_folder(folder: Path) -> LoadedModel:
-    """Load an MLflow model folder written by ``mlflow.xgboost.log_model`` with our metadata."""
+    """Load the model folder inside a downloaded pyfunc: the files ``mlflow.pyfunc`` would load."""
     try:
         mlmodel = yaml.safe_load((folder / "MLmodel").read_text(encoding="utf-8"))
-        meta = mlmodel.get("metadata") or {}
-        flavor = mlmodel["flavors"]["xgboost"]
-        spec_file = next(folder.rglob(meta.get("feature_spec_file", SPEC_FILE)))
-        spec = FeatureSpec.from_dict(json.loads(spec_file.read_text(encoding="utf-8")))
-        booster = _booster(folder / flavor["data"], 1)
-        info = json.loads(meta.get("training", "{}"))
-        return LoadedModel(
-            booster, spec, float(meta["threshold"]), run_id=mlmodel.get("run_id"), source=str(folder), info=info
-        )
-    except (OSError, ValueError, KeyError, TypeError, StopIteration, xgb.core.XGBoostError) as exc:
+    except (OSError, yaml.YAMLError) as exc:
         raise ModelLoadError(f"cannot load MLflow model folder {folder}: {exc}") from exc
+    model = load_local(folder / pyfunc_artifact(mlmodel))
+    model.run_id = mlmodel.get("run_id")
+    model.source = str(folder)
+    return model
 
 
 def load_resolved(resolved: ResolvedModel) -> LoadedModel:
     """Load a model that ``pipeline.resolve`` fetched, with its registry identity."""
     model = load_mlflow_folder(resolved.folder)
-    model.name, model.version, model.alias = resolved.name, resolved.version, resolved.alias
+    # The registry's word on identity; a runs:/ URI has none, the folder's training.json may.
+    model.name = resolved.name or model.name
+    model.version = resolved.version or model.version
+    model.alias = resolved.alias
     model.source = resolved.uri
     return model
 

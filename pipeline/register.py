@@ -1,10 +1,13 @@
 """Stage ``register``: log the run to MLflow, register the model, and gate the ``champion`` alias.
 
 One MLflow run holds the params, data fingerprints, metrics of every split, the plots
-and tables written by ``evaluate``, and the model (``mlflow.xgboost``) with what serving
-needs. The new version always gets the ``candidate`` alias; ``champion`` moves only when
-the gate in params.yaml passes on the test year and the model is not worse than the
-current champion on the same test rows.
+and tables written by ``evaluate``, and the model: a pyfunc over accident records
+(``pipeline.flavor``) whose artifact is the model folder, with everything serving needs in
+it (threshold, feature spec with ``max_vma``, calibration, codebook version, training rows,
+and the promotion gate it was registered with: thresholds, outcome and reasons). The new
+version always gets the ``candidate`` alias; ``champion`` moves only when the gate in
+params.yaml passes on the test year and the model is not worse than the current champion on
+the same test rows.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from pipeline.codebook import TABLES
@@ -34,8 +36,8 @@ from pipeline.config import (
     params,
 )
 from pipeline.metrics import roc_auc
-from pipeline.model import SPEC_FILE, LoadedModel, ModelLoadError, load_local, load_model
-from pipeline.records import TARGET
+from pipeline.model import LoadedModel, ModelLoadError, load_local, load_model, save_local
+from pipeline.records import RECORD_COLUMNS, TARGET
 from pipeline.settings import PipelineSettings
 from pipeline.storage import sha256_of, write_json_atomic
 from pipeline.train import booster_params, load_years
@@ -132,11 +134,49 @@ def champion_roc_auc(settings: PipelineSettings, test: pd.DataFrame) -> float | 
     return roc_auc(test[TARGET].to_numpy(), champion.predict_frame(test))
 
 
-def pip_requirements() -> list[str]:
-    """Serving requirements, pinned to what trained the model (inferring them costs ~5 s)."""
-    from importlib.metadata import version
+def next_version(client: Any, name: str) -> str:
+    """The version number the registry will give the next version of ``name``.
 
-    return [f"{pkg}=={version(pkg)}" for pkg in ("xgboost-cpu", "mlflow-skinny", "numpy", "pandas", "scipy")]
+    Written into the model's metadata before it is registered; ``log_and_register`` checks it.
+    """
+    versions = client.search_model_versions(f"name = '{name}'")
+    return str(max((int(v.version) for v in versions), default=0) + 1)
+
+
+def serving_info(
+    model: LoadedModel,
+    p: Params,
+    metrics: Mapping[str, Mapping[str, Any]],
+    result: GateResult,
+    name: str,
+    version: str,
+) -> dict[str, Any]:
+    """The model folder's ``training.json`` as registered: training info, metrics and the gate."""
+    return {
+        **model.info,
+        "metrics": metrics,
+        "booster_params": booster_params(p.train),
+        "gate": {"thresholds": p.registry.gate.model_dump(), **asdict(result)},
+        "registered_model": {"name": name, "version": version},
+    }
+
+
+def model_metadata(model: LoadedModel, info: Mapping[str, Any]) -> dict[str, Any]:
+    """The MLmodel ``metadata``: what a pyfunc user sees without opening the artifacts."""
+    gate = info["gate"]
+    return {
+        "model_name": info["registered_model"]["name"],
+        "model_version": info["registered_model"]["version"],
+        "threshold": model.threshold,
+        "calibration": model.calibration.method if model.calibration else "none",
+        "codebook_version": model.spec.codebook_version,
+        "max_vma": model.spec.max_vma,
+        "feature_spec_version": model.spec.version,
+        "output": "probability (of a severe accident), label (1 when probability >= threshold)",
+        "gate_passed": gate["passed"],
+        "gate_reasons": list(gate["reasons"]),
+        "training_rows": dict(info.get("rows") or {}),
+    }
 
 
 def log_and_register(
@@ -149,17 +189,17 @@ def log_and_register(
 ) -> dict[str, Any]:
     """Log one MLflow run, register the model, set aliases; returns what happened."""
     import mlflow
-    import mlflow.xgboost
-    from mlflow.models import infer_signature
+
+    from pipeline.flavor import log_pyfunc
 
     start = time.perf_counter()
     experiment_id = configure_mlflow(settings)
     client = mlflow.MlflowClient()
     champion_auc = champion_roc_auc(settings, test)
     result = gate(metrics["test"], p.registry.gate, champion_auc)
-    example = pd.DataFrame(model.predict_input(test.head(5)), columns=list(model.spec.columns))
-    signature = infer_signature(example, model.predict_matrix(example.to_numpy(dtype=np.float32)))
     fingerprint = data_fingerprint(p)
+    expected_version = next_version(client, settings.model_name)
+    info = serving_info(model, p, metrics, result, settings.model_name, expected_version)
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.log_params(
             {
@@ -186,34 +226,28 @@ def log_and_register(
         )
         mlflow.log_dict(fingerprint, "data/fingerprint.json")
         mlflow.log_dict(dict(metrics), "metrics/metrics.json")
-        mlflow.log_dict(asdict(result), "metrics/gate.json")
+        mlflow.log_dict(info["gate"], "metrics/gate.json")
         for path in sorted((reports / "plots").glob("*.png")) + sorted((reports / "plots").glob("*.csv")):
             mlflow.log_artifact(str(path), "plots")
         for name in ("thresholds.csv", "feature_importance.csv"):
             mlflow.log_artifact(str(reports / name), "tables")
-        spec_path = Path(tmp) / SPEC_FILE
-        spec_path.write_text(model.spec.to_json(), encoding="utf-8")
-        training = {**model.info, "metrics": metrics, "booster_params": booster_params(p.train)}
-        info = mlflow.xgboost.log_model(
-            model.booster,
-            name="model",
-            signature=signature,
-            input_example=example,
-            pip_requirements=pip_requirements(),
-            extra_files=[str(spec_path)],
-            metadata={
-                "threshold": model.threshold,
-                "columns": list(model.spec.columns),
-                "codebook_version": model.spec.codebook_version,
-                "feature_spec_file": SPEC_FILE,
-                "training": json.dumps(training, sort_keys=True, default=str),
-            },
-        )
-        mv = mlflow.register_model(info.model_uri, settings.model_name)
+        folder = Path(tmp) / "model"
+        save_local(folder, model.booster, model.spec, info, model.calibration)
+        logged = log_pyfunc(folder, Path(tmp), test.head(2)[list(RECORD_COLUMNS)], model_metadata(model, info))
+        mv = mlflow.register_model(logged.model_uri, settings.model_name)
+        if str(mv.version) != expected_version:
+            # Another registration landed in between: the registry's number is the truth.
+            log.warning("registered as version %s, the metadata says %s", mv.version, expected_version)
         client.set_registered_model_alias(settings.model_name, settings.candidate_alias, mv.version)
         if result.passed:
             client.set_registered_model_alias(settings.model_name, settings.model_alias, mv.version)
-        client.set_model_version_tag(settings.model_name, mv.version, "gate.passed", str(result.passed))
+        for key, value in {
+            "gate.passed": str(result.passed),
+            "gate.reasons": json.dumps(result.reasons),
+            "threshold": str(model.threshold),
+            "flavor": "python_function",
+        }.items():
+            client.set_model_version_tag(settings.model_name, mv.version, key, value)
         run_id = run.info.run_id
     seconds = time.perf_counter() - start
     outcome = {

@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xgboost as xgb
+from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import precision_recall_curve
 from sklearn.model_selection import train_test_split
 
 from pipeline.config import MODEL_DIR, PROCESSED_DIR, ThresholdParams, TrainParams, params
 from pipeline.features import FeatureSpec, fit_spec, frame_matrix, out_of_fold_encodings
-from pipeline.model import save_local
+from pipeline.model import Calibration, save_local
 from pipeline.records import ID_COLUMN, TARGET
 from pipeline.storage import write_parquet_atomic
 
@@ -147,6 +148,15 @@ def choose_threshold(y: np.ndarray, proba: np.ndarray, policy: ThresholdParams) 
     return float(thresholds[reaching[-1]])
 
 
+def fit_calibration(y: np.ndarray, proba: np.ndarray) -> Calibration:
+    """Isotonic map from raw to calibrated probabilities, learnt on validation predictions.
+
+    Stored as its breakpoints: ``np.interp`` over them is ``IsotonicRegression.predict``.
+    """
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(proba, y)
+    return Calibration(tuple(map(float, iso.X_thresholds_)), tuple(map(float, iso.y_thresholds_)))
+
+
 def load_years(years: tuple[int, ...], folder: Path | None = None) -> pd.DataFrame:
     """Records of several years (from the features stage's folder by default), concatenated."""
     folder = folder or PROCESSED_DIR
@@ -161,7 +171,13 @@ def main() -> None:
     valid_mask = split_valid(records, tp.valid_fraction, tp.seed)
     fitted = fit(records, valid_mask, tp, p.features.max_vma)
     y_valid = records.loc[valid_mask, TARGET].to_numpy()
-    threshold = choose_threshold(y_valid, fitted.valid_proba, tp.threshold)
+    fit_proba, valid_proba = fitted.fit_proba, fitted.valid_proba
+    calibration = None
+    if tp.calibration == "isotonic":
+        calibration = fit_calibration(y_valid, valid_proba)
+        fit_proba, valid_proba = calibration.apply(fit_proba), calibration.apply(valid_proba)
+    # The threshold applies to the probabilities the model serves: calibrated when it is.
+    threshold = choose_threshold(y_valid, valid_proba, tp.threshold)
     info = {
         "threshold": threshold,
         "threshold_policy": tp.threshold.model_dump(),
@@ -175,14 +191,15 @@ def main() -> None:
             "final_model": len(records) if fitted.refit else int((~valid_mask).sum()),
         },
         "refit_full": fitted.refit,
+        "calibration": tp.calibration,
     }
-    save_local(MODEL_DIR, fitted.booster, fitted.spec, info)
+    save_local(MODEL_DIR, fitted.booster, fitted.spec, info, calibration)
     predictions = pd.DataFrame(
         {
             ID_COLUMN: np.concatenate([records.loc[~valid_mask, ID_COLUMN], records.loc[valid_mask, ID_COLUMN]]),
             "split": ["train"] * int((~valid_mask).sum()) + ["valid"] * int(valid_mask.sum()),
             TARGET: np.concatenate([records.loc[~valid_mask, TARGET], y_valid]),
-            "proba": np.concatenate([fitted.fit_proba, fitted.valid_proba]),
+            "proba": np.concatenate([fit_proba, valid_proba]),
         }
     )
     write_parquet_atomic(predictions, MODEL_DIR / "fit_predictions.parquet")

@@ -153,18 +153,18 @@ def test_model_info(client: TestClient, registry, trained) -> None:
     assert body["training"]["best_iteration"] == trained.model.info["best_iteration"]
 
 
-def test_model_info_without_params_file(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    import api.routes.model as model_routes
+def test_model_info_gate_comes_from_the_model(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.config
 
     def missing() -> None:
         raise FileNotFoundError("params.yaml")
 
-    monkeypatch.setattr(model_routes, "params", missing)
-    model_routes.gate_thresholds.cache_clear()
-    try:
-        assert client.get("/model").json()["gate"]["thresholds"] is None
-    finally:
-        model_routes.gate_thresholds.cache_clear()
+    monkeypatch.setattr(pipeline.config, "params", missing)  # serving never reads params.yaml
+    body = client.get("/model").json()
+    assert body["gate"]["thresholds"] == {"min_roc_auc": 0.5, "min_f1": 0.1, "min_recall": 0.1, "tolerance": 0.002}
+    assert body["loading"]["flavor"] == "python_function"
+    assert body["loading"]["uri"] == "models:/accident-severity@champion"
+    assert "spark_udf" in body["loading"]["spark"]
 
 
 def test_model_evaluation(client: TestClient, trained) -> None:
@@ -193,7 +193,7 @@ def test_model_evaluation_missing(app: FastAPI, client: TestClient, registry) ->
         response = client.get("/model/evaluation")
         assert response.status_code == 404
         assert "no evaluation" in response.json()["detail"]
-        assert client.get("/model").json()["gate"]["passed"] is None
+        assert client.get("/model").json()["gate"]["passed"] is True  # carried by the model, not the run
     finally:
         holder.current = serving
     # A run without the artifacts, and no run at all.
@@ -430,7 +430,7 @@ def two_versions(registry, tmp_path: Path) -> Iterator[tuple[str, MlflowClient]]
         )
     )
     bad = Path(shutil.copytree(good, tmp_path / "bad"))
-    (bad / "model.ubj").write_bytes(b"not a booster")
+    (bad / "artifacts" / "model" / "model.ubj").write_bytes(b"not a booster")  # the pyfunc's model folder
     client = MlflowClient(tracking_uri=registry.tracking_uri, registry_uri=registry.tracking_uri)
     name = f"reload-{tmp_path.name}"
     client.create_registered_model(name)

@@ -13,7 +13,7 @@ import pytest
 from pipeline import evaluate, register, train
 from pipeline.config import GateParams, Params, ThresholdParams
 from pipeline.metrics import confusion, rates
-from pipeline.model import ModelLoadError, load_local, load_model
+from pipeline.model import Calibration, ModelLoadError, load_local, load_model
 from pipeline.records import ID_COLUMN, TARGET
 from pipeline.settings import PipelineSettings
 
@@ -194,3 +194,41 @@ def test_stage_mains(trained, records, tmp_path: Path, monkeypatch, small_params
     assert info["train_years"] == [2020] and info["refit_full"] is True
     metrics = json.loads((tmp_path / "reports" / "metrics.json").read_text())
     assert metrics["test"]["n"] == len(records[2021])
+
+
+def test_isotonic_calibration_is_carried_and_applied(
+    trained, records, tmp_path: Path, monkeypatch, small_params: Params
+) -> None:
+    """train.calibration: isotonic -> fitted on the validation predictions, saved as plain data,
+    applied by every path that predicts through the model (batch, single row)."""
+    from sklearn.isotonic import IsotonicRegression
+
+    raw = trained.model.predict_frame(trained.test)
+    y = trained.test[TARGET].to_numpy()
+    calibration = train.fit_calibration(y, raw)
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, y)
+    np.testing.assert_allclose(calibration.apply(raw), iso.predict(raw), rtol=0, atol=1e-12)
+    assert calibration.apply(np.array([-1.0, 2.0])).tolist() == [calibration.y[0], calibration.y[-1]]
+    with pytest.raises(ValueError, match="non-decreasing"):
+        Calibration((0.5, 0.1), (0.0, 1.0))
+
+    base = small_params.model_dump(by_alias=True)
+    calibrated = Params.model_validate({**base, "train": {**base["train"], "calibration": "isotonic"}})
+    processed = tmp_path / "processed"
+    processed.mkdir()
+    records[2020].to_parquet(processed / "accidents_2020.parquet")
+    monkeypatch.setattr(train, "PROCESSED_DIR", processed)
+    monkeypatch.setattr(train, "MODEL_DIR", tmp_path / "models")
+    monkeypatch.setattr(train, "params", lambda: calibrated)
+    train.main()
+    model = load_local(tmp_path / "models")
+    assert model.calibration is not None and model.info["calibration"] == "isotonic"
+    raw_model = load_local(tmp_path / "models")
+    raw_model.calibration = None
+    expected = model.calibration.apply(raw_model.predict_frame(trained.test))
+    np.testing.assert_array_equal(model.predict_frame(trained.test), expected)
+    matrix = model.predict_input(trained.test.head(50))
+    assert [model.predict_row(matrix[i : i + 1]) for i in range(50)] == expected[:50].tolist()
+    fit_predictions = pd.read_parquet(tmp_path / "models" / "fit_predictions.parquet")
+    valid = fit_predictions[fit_predictions["split"] == "valid"]
+    assert valid["proba"].isin(model.calibration.y).all()  # calibrated, as served (isotonic levels)

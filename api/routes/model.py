@@ -6,7 +6,6 @@ import logging
 from functools import lru_cache
 from typing import Any
 
-import yaml
 from fastapi import APIRouter, HTTPException, status
 
 from api.deps import ServingDep
@@ -20,10 +19,12 @@ from api.schemas import (
     FieldInfo,
     GateInfo,
     Importance,
+    LoadingInfo,
     ModelInfo,
     TrainingInfo,
 )
-from pipeline.config import params
+from pipeline.flavor import usage
+from pipeline.model import LoadedModel
 from pipeline.records import RECORD_FIELDS, FieldSpec
 
 log = logging.getLogger(__name__)
@@ -59,28 +60,29 @@ def record_schema() -> tuple[FieldInfo, ...]:
     return tuple(_field_info(spec) for spec in RECORD_FIELDS)
 
 
-@lru_cache(maxsize=1)
-def gate_thresholds() -> dict[str, float] | None:
-    """The promotion gate of params.yaml, when the file is there (not in every deployment)."""
-    try:
-        return params().registry.gate.model_dump()
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        log.info("no gate thresholds: %s", exc)
+def gate_info(model: LoadedModel) -> GateInfo | None:
+    """The promotion gate registered with the model (None for a model folder never registered)."""
+    gate = model.gate
+    if gate is None:
         return None
+    return GateInfo(thresholds=gate.get("thresholds"), passed=gate.get("passed"), reasons=list(gate.get("reasons", [])))
+
+
+def loading_info(model: LoadedModel) -> LoadingInfo | None:
+    """Which flavour is registered and how to load it (None for a model folder never registered)."""
+    if model.name is None:
+        return None
+    ref = f"@{model.alias}" if model.alias else f"/{model.version}"
+    return LoadingInfo.model_validate(usage(f"models:/{model.name}{ref}"))
 
 
 @router.get("/model", response_model=ModelInfo, summary="The served model", responses=NO_MODEL)
 async def model_info(serving: ServingDep) -> ModelInfo:
-    """Identity, training metrics by split, training data, gate, and the record schema with
-    French and English labels and the allowed codes of every field."""
+    """Identity, training metrics by split, training data, the gate it was registered with, how
+    to load it outside the API (MLflow pyfunc, Spark), and the record schema with French and
+    English labels and the allowed codes of every field."""
     model = serving.model
     info = model.info
-    gate_result = serving.evaluation.gate if serving.evaluation else None
-    gate = GateInfo(
-        thresholds=gate_thresholds(),
-        passed=gate_result.get("passed") if gate_result else None,
-        reasons=list(gate_result.get("reasons", [])) if gate_result else [],
-    )
     return ModelInfo(
         **serving.identity.model_dump(),
         source=model.source,
@@ -88,7 +90,8 @@ async def model_info(serving: ServingDep) -> ModelInfo:
         codebook_version=model.spec.codebook_version,
         metrics=info.get("metrics", {}),
         training=TrainingInfo.model_validate({key: info.get(key) for key in TrainingInfo.model_fields}),
-        gate=gate,
+        gate=gate_info(model),
+        loading=loading_info(model),
         feature_columns=list(model.spec.columns),
         features=list(record_schema()),
         derived_features=[
