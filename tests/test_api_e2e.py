@@ -20,7 +20,11 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def server(registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
-    env = {"MLFLOW_TRACKING_URI": registry.tracking_uri, "API_KEY": "e2e-key", "OMP_WAIT_POLICY": "PASSIVE"}
+    env = {
+        "MLFLOW_TRACKING_URI": registry.tracking_uri,
+        "API_KEY": "e2e-admin-key-of-24-characters",
+        "OMP_WAIT_POLICY": "PASSIVE",
+    }
     base = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port)]
     log = tmp_path_factory.mktemp("uvicorn") / "server.log"

@@ -15,11 +15,11 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import positive_data_acceptance
 
-from api.deps import ModelHolder
 from api.main import create_app
+from api.services.model_holder import ModelHolder
 from api.settings import Settings
 
-API_KEY = "schemathesis-key"
+API_KEY = "schemathesis-admin-key-24-chars"
 MIN_CASES = 500
 CALLS: Counter[str] = Counter()
 
@@ -31,7 +31,7 @@ schema.app = app
 @pytest.fixture(scope="module", autouse=True)
 def serve_registry_model(registry) -> Iterator[None]:
     settings: Settings = app.state.settings
-    app.state.holder = ModelHolder(settings.model_uri, registry.tracking_uri)
+    app.state.holder = ModelHolder(settings.model_name, settings.model_alias, registry.tracking_uri)
     yield
 
 
