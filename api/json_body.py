@@ -57,7 +57,7 @@ def parse_strict(body: bytes) -> Any:
         raise json_invalid("nested too deeply") from None
 
 
-def too_long(loc: tuple[str | int, ...], n: int | str, limit: int) -> RequestValidationError:
+def too_long(loc: tuple[str | int, ...], n: int, limit: int) -> RequestValidationError:
     """The 422 of a batch over ``API_MAX_BATCH``."""
     return RequestValidationError(
         [
@@ -78,7 +78,18 @@ def check_counts(body: bytes, limit: int) -> None:
     count too, which no valid record has."""
     containers = body.count(b"{") + body.count(b"[")
     if containers > limit + 2:
-        raise too_long(("body",), f"about {containers - 2} (JSON objects and arrays)", limit)
+        raise RequestValidationError(
+            [
+                {
+                    "type": "too_long",
+                    "loc": ("body",),
+                    "msg": f"The body holds {containers} JSON objects and arrays; a batch of at most {limit} "
+                    f"flat records (API_MAX_BATCH) holds at most {limit + 2}",
+                    "input": None,
+                    "ctx": {"max_length": limit, "containers": containers},
+                }
+            ]
+        )
 
 
 def check_lengths(data: Any, limit: int) -> None:
