@@ -3,7 +3,7 @@
 ``BoundedJSONRoute`` (the ``route_class`` of the JSON routers) reads the body from the
 stream with a cap (``API_MAX_JSON_MB``, 413 past it, counted as bytes arrive, not from
 headers), refuses a body that holds more JSON objects and arrays than a full batch could
-(``API_MAX_BATCH``: a byte count, no parsing), parses it strictly (no NaN, Infinity, numbers
+(``API_MAX_BATCH``: byte counts, no parsing), parses it strictly (no NaN, Infinity, numbers
 out of float range, nor nesting past Python's recursion limit: 422 ``json_invalid``), and
 refuses any top-level array longer than ``API_MAX_BATCH`` before pydantic validates one
 record. FastAPI then reuses the parsed body.
@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 from api.settings import Settings
+from pipeline.records import RECORD_COLUMNS
 
 _UNSET: Any = object()
 
@@ -73,20 +74,25 @@ def too_long(loc: tuple[str | int, ...], n: int, limit: int) -> RequestValidatio
 
 
 def check_counts(body: bytes, limit: int) -> None:
-    """Refuse, without parsing, a body with more JSON containers than a full batch has
-    (``limit`` flat records, their array and the wrapping object); brackets inside strings
-    count too, which no valid record has."""
+    """Refuse, without parsing, a body with more JSON containers or values than a full batch
+    has: ``limit`` flat records of ``len(RECORD_COLUMNS)`` fields, their array and the wrapping
+    object. Brackets and commas inside strings count too, which no valid record has. This
+    bounds the parse time by the batch size, not by the byte cap (4 MB of ``1,1,1...`` takes
+    a second to parse, and blocks the event loop meanwhile)."""
     containers = body.count(b"{") + body.count(b"[")
-    if containers > limit + 2:
+    values = body.count(b",") + 1
+    max_values = limit * (len(RECORD_COLUMNS) + 1) + 1
+    if containers > limit + 2 or values > max_values:
         raise RequestValidationError(
             [
                 {
                     "type": "too_long",
                     "loc": ("body",),
-                    "msg": f"The body holds {containers} JSON objects and arrays; a batch of at most {limit} "
-                    f"flat records (API_MAX_BATCH) holds at most {limit + 2}",
+                    "msg": f"The body holds {containers} JSON objects and arrays and about {values} values; "
+                    f"a batch of at most {limit} records (API_MAX_BATCH) of {len(RECORD_COLUMNS)} fields "
+                    f"holds at most {limit + 2} and {max_values}",
                     "input": None,
-                    "ctx": {"max_length": limit, "containers": containers},
+                    "ctx": {"max_length": limit, "containers": containers, "values": values},
                 }
             ]
         )

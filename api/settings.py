@@ -61,7 +61,7 @@ class Settings(BaseSettings):
         5, alias="API_TIMEOUT_KEEP_ALIVE", ge=1, description="Seconds an idle connection is kept open."
     )
     max_batch: int = Field(1000, alias="API_MAX_BATCH", ge=1)
-    max_json_mb: float = Field(4, alias="API_MAX_JSON_MB", gt=0, description="Largest JSON request body, MB.")
+    max_json_mb: float = Field(2, alias="API_MAX_JSON_MB", gt=0, description="Largest JSON request body, MB.")
     max_errors: int = Field(
         50, alias="API_MAX_ERRORS", ge=1, description="Validation errors listed in one 422 response."
     )
