@@ -119,21 +119,26 @@ async def _latency_under_attack(
                     await client.post("/predict/batch", content=body, headers={"Content-Type": "application/json"})
                     attacks += 1
 
+    async def one(client: httpx.AsyncClient, i: int, due: float) -> None:
+        name = "health" if i % 5 == 4 else "predict"
+        if name == "health":
+            await client.get("/health")
+        else:
+            body = records[i % len(records)]
+            await client.post("/predict", content=body, headers={"Content-Type": "application/json"})
+        latencies[name].append(time.perf_counter() - due)  # charged from when it was due
+
     async def user() -> None:
+        # Open loop: each request leaves when due, whether the previous ones answered or not.
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
             start = time.perf_counter()
+            tasks = []
             i = 0
             while (due := start + i / rate) < start + seconds:
                 await asyncio.sleep(max(0.0, due - time.perf_counter()))
-                name = "health" if i % 5 == 4 else "predict"
-                if name == "health":
-                    await client.get("/health")
-                else:
-                    await client.post(
-                        "/predict", content=records[i % len(records)], headers={"Content-Type": "application/json"}
-                    )
-                latencies[name].append(time.perf_counter() - due)  # charged from when it was due
+                tasks.append(asyncio.create_task(one(client, i, due)))
                 i += 1
+            await asyncio.gather(*tasks)
         done.set()
 
     await asyncio.gather(attacker(), user())
