@@ -230,12 +230,14 @@ class ModelHolder:
         return serving
 
     async def run(self, poll_seconds: float) -> None:
-        """The background task: load now, then follow the alias every ``poll_seconds`` (0 = never)."""
-        try:
-            await self.load()
-        except ModelLoadError:
-            hint = f"retrying every {poll_seconds:g} s" if poll_seconds else "POST /admin/reload retries"
-            log.error("no model yet; %s (%s)", hint, self.error)
+        """The background task: load now (unless a model is in already, e.g. a lifespan run
+        again), then follow the alias every ``poll_seconds`` (0 = never)."""
+        if self.current is None:
+            try:
+                await self.load()
+            except ModelLoadError:
+                hint = f"retrying every {poll_seconds:g} s" if poll_seconds else "POST /admin/reload retries"
+                log.error("no model yet; %s (%s)", hint, self.error)
         if not poll_seconds:
             return
         last_error: str | None = None
