@@ -496,6 +496,7 @@ def test_metrics_by_route_template(client: TestClient) -> None:
 def small_upload_client(registry, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     settings = make_settings(monkeypatch, registry.tracking_uri, API_MAX_UPLOAD_MB="0.01")
     with TestClient(create_app(settings)) as c:
+        wait_ready(c)
         yield c
 
 
