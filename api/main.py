@@ -1,9 +1,9 @@
 """The FastAPI application: ``uvicorn api.main:app``.
 
-The model is loaded once, at startup, from the MLflow registry
-(``models:/MODEL_NAME@MODEL_ALIAS``). If that fails the service still starts: ``/health``
-answers, ``/ready`` and the scoring routes answer 503 with the reason, and
-``POST /admin/reload`` retries.
+The model loads in the background from the MLflow registry (``models:/MODEL_NAME@MODEL_ALIAS``):
+``/health`` answers at once, ``/ready`` and the scoring routes answer 503 with the reason until
+the model is in, and the alias is followed every ``API_MODEL_POLL_SECONDS``
+(``api.services.model_holder``). ``POST /admin/reload`` switches at once.
 """
 
 from __future__ import annotations
@@ -14,18 +14,22 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
-from api.deps import ModelHolder
+from api.errors import validation_error_handler
 from api.jobs import JobStore
+from api.log_filters import install_accept_error_filter
+from api.origin import OriginGuardMiddleware
 from api.routes import admin, health, model, predict, score
 from api.routes import metrics as metrics_route
 from api.schemas import ErrorResponse
+from api.services.admin_guard import AdminGuard
+from api.services.model_holder import ModelHolder, configure_mlflow
 from api.settings import Settings
 from api.telemetry import MetricsMiddleware, Telemetry
 from pipeline.errors import InputError
-from pipeline.model import ModelLoadError
 
 # Spinning OpenMP threads would steal the core from the event loop (set before xgboost runs).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -62,15 +66,15 @@ async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResp
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Load the model once (a failure is not fatal), and clean the job folder on shutdown."""
+    """Start loading and following the model in the background (never blocks startup), and
+    clean the job folder on shutdown."""
+    install_accept_error_filter()
     holder: ModelHolder = app.state.holder
-    try:
-        holder.load()
-    except ModelLoadError:
-        log.error("starting without a model; POST /admin/reload retries (%s)", holder.error)
+    holder.start(app.state.settings.model_poll_seconds)
     try:
         yield
     finally:
+        await holder.stop()
         app.state.jobs.close()
 
 
@@ -79,17 +83,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     if settings.api_key is None:
         log.info("API_KEY is not set: admin endpoints are disabled")
+    elif settings.admin_disabled_reason is not None:
+        log.warning("admin endpoints are disabled: %s", settings.admin_disabled_reason)
+    configure_mlflow(settings)
     app = FastAPI(
         title="Accident severity API",
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
         max_body_size=settings.max_upload_bytes,
-        exception_handlers={InputError: input_error_handler, Exception: unexpected_error_handler},
+        exception_handlers={
+            InputError: input_error_handler,
+            RequestValidationError: validation_error_handler,
+            Exception: unexpected_error_handler,
+        },
     )
     app.state.settings = settings
-    app.state.holder = ModelHolder(settings.model_uri, settings.mlflow_tracking_uri)
     app.state.telemetry = Telemetry()
+    app.state.holder = ModelHolder.from_settings(settings, app.state.telemetry)
+    app.state.admin_guard = AdminGuard(settings)
     app.state.jobs = JobStore()
     for router in (health.router, metrics_route.router, model.router, predict.router, score.router, admin.router):
         app.include_router(router)
@@ -99,6 +111,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_methods=["GET", "POST"],
         allow_headers=["Content-Type", "X-API-Key"],
     )
+    # Outside CORS: a cross-site POST is refused before any route reads its body.
+    app.add_middleware(OriginGuardMiddleware, allowed_origins=settings.cors_origins)
     # Added last, so outermost among user middleware: it also times CORS preflights.
     app.add_middleware(MetricsMiddleware, telemetry=app.state.telemetry)
     return app

@@ -1,8 +1,9 @@
 """Deployment settings of the API, from the environment (and ``.env`` when present).
 
 Every setting is read from the environment variable named in its alias, e.g. ``API_PORT``.
-``API_KEY`` guards the admin endpoints: while it is unset they answer 503, so a server
-started without a key can never be reloaded remotely.
+``API_KEY`` guards the admin endpoints: while it is unset, or shorter than
+``MIN_API_KEY_LENGTH`` characters, they answer 503 (a warning is logged at startup), so a
+server started without a real key can never be reloaded remotely.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MEGABYTE = 1024 * 1024
+MIN_API_KEY_LENGTH = 24
 
 
 class Settings(BaseSettings):
@@ -24,10 +26,45 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str = Field("sqlite:///mlflow.db", alias="MLFLOW_TRACKING_URI")
     model_name: str = Field("accident-severity", alias="MODEL_NAME")
     model_alias: str = Field("champion", alias="MODEL_ALIAS")
+    model_poll_seconds: float = Field(
+        30, alias="API_MODEL_POLL_SECONDS", ge=0, description="How often to look where the alias points; 0 = never."
+    )
+    registry_timeout_seconds: float = Field(
+        10,
+        alias="API_REGISTRY_TIMEOUT_SECONDS",
+        gt=0,
+        description="Timeout of one HTTP call to the tracking server (MLflow's MLFLOW_HTTP_REQUEST_TIMEOUT).",
+    )
+    registry_retries: int = Field(
+        1,
+        alias="API_REGISTRY_RETRIES",
+        ge=0,
+        le=10,
+        description="Retries of a failed HTTP call to the tracking server (MLFLOW_HTTP_REQUEST_MAX_RETRIES).",
+    )
+    model_load_deadline_seconds: float = Field(
+        120, alias="API_MODEL_LOAD_DEADLINE_SECONDS", gt=0, description="Longest wait for one model load."
+    )
     api_key: SecretStr | None = Field(None, alias="API_KEY")
+    admin_max_failures: int = Field(
+        5, alias="API_ADMIN_MAX_FAILURES", ge=1, description="Wrong keys a client may send per window."
+    )
+    admin_failure_window_seconds: float = Field(
+        300, alias="API_ADMIN_FAILURE_WINDOW_SECONDS", gt=0, description="Window of the failed-key count, seconds."
+    )
     host: str = Field("127.0.0.1", alias="API_HOST")
     port: int = Field(8000, alias="API_PORT", ge=1, le=65535)
+    limit_concurrency: int = Field(
+        200, alias="API_LIMIT_CONCURRENCY", ge=1, description="Connections + tasks before uvicorn answers 503."
+    )
+    timeout_keep_alive: int = Field(
+        5, alias="API_TIMEOUT_KEEP_ALIVE", ge=1, description="Seconds an idle connection is kept open."
+    )
     max_batch: int = Field(1000, alias="API_MAX_BATCH", ge=1)
+    max_json_mb: float = Field(2, alias="API_MAX_JSON_MB", gt=0, description="Largest JSON request body, MB.")
+    max_errors: int = Field(
+        50, alias="API_MAX_ERRORS", ge=1, description="Validation errors listed in one 422 response."
+    )
     max_upload_mb: float = Field(50, alias="API_MAX_UPLOAD_MB", gt=0)
     cors_origins: Annotated[list[str], NoDecode] = Field(
         ["http://127.0.0.1:8501", "http://localhost:8501"], alias="API_CORS_ORIGINS"
@@ -58,3 +95,17 @@ class Settings(BaseSettings):
     def max_upload_bytes(self) -> int:
         """Largest accepted request body, in bytes."""
         return int(self.max_upload_mb * MEGABYTE)
+
+    @property
+    def max_json_bytes(self) -> int:
+        """Largest accepted JSON request body, in bytes."""
+        return int(self.max_json_mb * MEGABYTE)
+
+    @property
+    def admin_disabled_reason(self) -> str | None:
+        """Why the admin endpoints are off (no key, or a key too short to resist guessing), or None."""
+        if self.api_key is None:
+            return "API_KEY is not set"
+        if len(self.api_key.get_secret_value()) < MIN_API_KEY_LENGTH:
+            return f"API_KEY is shorter than {MIN_API_KEY_LENGTH} characters"
+        return None

@@ -9,6 +9,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 UNMATCHED = "unmatched"
+OTHER_METHOD = "other"
+# Label values come from this set and from route templates only: a client sending junk
+# methods or random paths cannot grow the metrics without bound.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -75,7 +79,8 @@ class Telemetry:
 
 
 class MetricsMiddleware:
-    """Counts and times every HTTP request, labelled by route template (not raw path)."""
+    """Counts and times every HTTP request, labelled by route template (not raw path) and
+    method (standard ones; anything else is ``other``); unmatched paths are ``unmatched``."""
 
     def __init__(self, app: ASGIApp, telemetry: Telemetry) -> None:
         self.app = app
@@ -100,6 +105,7 @@ class MetricsMiddleware:
             # An exception escaping here becomes ServerErrorMiddleware's 500: status stays 500.
             route = scope.get("route")
             template = getattr(route, "path", UNMATCHED)
-            requests, latency = self.telemetry.request_children(template, scope["method"], status)
+            method = scope["method"] if scope["method"] in METHODS else OTHER_METHOD
+            requests, latency = self.telemetry.request_children(template, method, status)
             requests.inc()
             latency.observe(time.perf_counter() - start)

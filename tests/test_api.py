@@ -29,8 +29,9 @@ from api.settings import Settings
 from pipeline.features import FEATURE_COLUMNS
 from pipeline.metrics import confusion
 from pipeline.records import FIELDS, ID_COLUMN, RECORD_COLUMNS, RECORD_FIELDS, TARGET
+from tests.api_helpers import wait_error, wait_ready
 
-API_KEY = "test-admin-key"
+API_KEY = "test-admin-key-of-24-chars+"
 
 
 def make_settings(monkeypatch: pytest.MonkeyPatch, tracking_uri: str, **env: str) -> Settings:
@@ -51,6 +52,7 @@ def app(registry) -> Iterator[FastAPI]:
 @pytest.fixture(scope="module")
 def client(app: FastAPI) -> Iterator[TestClient]:
     with TestClient(app) as c:
+        wait_ready(c)
         yield c
 
 
@@ -79,6 +81,7 @@ def test_no_champion_starts_but_is_not_ready(registry, monkeypatch: pytest.Monke
     settings = make_settings(monkeypatch, registry.tracking_uri, MODEL_ALIAS="no-such-alias")
     with TestClient(create_app(settings)) as c:
         assert c.get("/health").status_code == 200
+        wait_error(c)
         ready = c.get("/ready")
         assert ready.status_code == 503
         assert "no-such-alias" in ready.json()["detail"]
@@ -386,6 +389,7 @@ def test_batch_limits(client: TestClient) -> None:
 def test_unexpected_errors_carry_no_traceback(registry, monkeypatch: pytest.MonkeyPatch) -> None:
     app = create_app(make_settings(monkeypatch, registry.tracking_uri))
     with TestClient(app, raise_server_exceptions=False) as c:
+        wait_ready(c)
         model = app.state.holder.current.model
 
         def boom(row: np.ndarray) -> np.ndarray:
@@ -447,6 +451,7 @@ def test_reload_onto_a_broken_model_keeps_the_old_one(
     name, registry_client = two_versions
     settings = make_settings(monkeypatch, registry.tracking_uri, MODEL_NAME=name)
     with TestClient(create_app(settings)) as c:
+        wait_ready(c)
         before = c.post("/predict", json={}).json()
         assert before["model"]["version"] == "1"
         registry_client.set_registered_model_alias(name, "champion", "2")
@@ -491,6 +496,7 @@ def test_metrics_by_route_template(client: TestClient) -> None:
 def small_upload_client(registry, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     settings = make_settings(monkeypatch, registry.tracking_uri, API_MAX_UPLOAD_MB="0.01")
     with TestClient(create_app(settings)) as c:
+        wait_ready(c)
         yield c
 
 

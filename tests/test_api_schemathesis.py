@@ -2,11 +2,12 @@
 
 The schema is read from the app at import time (``schemathesis.pytest.from_fixture`` does
 not run under pytest 9), and the app's model holder is pointed at the temporary registry
-before the first case starts its lifespan.
+and loaded before the first case starts its lifespan.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Iterator
 
@@ -15,15 +16,23 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import positive_data_acceptance
 
-from api.deps import ModelHolder
 from api.main import create_app
+from api.services.model_holder import ModelHolder
 from api.settings import Settings
 
-API_KEY = "schemathesis-key"
+API_KEY = "schemathesis-admin-key-24-chars"
 MIN_CASES = 500
 CALLS: Counter[str] = Counter()
 
-app = create_app(Settings(_env_file=None, MLFLOW_TRACKING_URI="sqlite:///:memory:", API_KEY=API_KEY, API_MAX_BATCH=50))
+app = create_app(
+    Settings(
+        _env_file=None,
+        MLFLOW_TRACKING_URI="sqlite:///:memory:",
+        API_KEY=API_KEY,
+        API_MAX_BATCH=50,
+        API_MODEL_POLL_SECONDS=0,
+    )
+)
 schema = schemathesis.openapi.from_dict(app.openapi())
 schema.app = app
 
@@ -31,7 +40,10 @@ schema.app = app
 @pytest.fixture(scope="module", autouse=True)
 def serve_registry_model(registry) -> Iterator[None]:
     settings: Settings = app.state.settings
-    app.state.holder = ModelHolder(settings.model_uri, registry.tracking_uri)
+    holder = ModelHolder(settings.model_name, settings.model_alias, registry.tracking_uri)
+    # Loaded here, not in the background: every case must see a ready API.
+    asyncio.run(holder.load())
+    app.state.holder = holder
     yield
 
 

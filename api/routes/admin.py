@@ -19,20 +19,25 @@ router = APIRouter(prefix="/admin", tags=["admin"])
     summary="Reload the model from the registry",
     responses={
         401: {"model": ErrorResponse, "description": "Missing or wrong `X-API-Key`."},
+        429: {
+            "model": ErrorResponse,
+            "description": "Too many wrong keys from this client (`API_ADMIN_MAX_FAILURES`); see `Retry-After`.",
+        },
         503: {
             "model": ErrorResponse,
-            "description": "API_KEY is not set, or the model could not be loaded (the previous one keeps serving).",
+            "description": "API_KEY is unset or too short, or the model could not be loaded "
+            "(the previous one keeps serving).",
         },
     },
 )
-def reload_model(
+async def reload_model(
     holder: HolderDep, telemetry: TelemetryDep, _: Annotated[None, Depends(require_api_key)]
 ) -> ReloadResponse:
-    """Load ``models:/MODEL_NAME@MODEL_ALIAS`` again (e.g. after the champion alias moved) and
-    swap it in atomically. On failure the current model keeps serving."""
+    """Load what ``models:/MODEL_NAME@MODEL_ALIAS`` names now and swap it in atomically, without
+    waiting for the next poll (``API_MODEL_POLL_SECONDS``). On failure the current model keeps serving."""
     previous = holder.current
     try:
-        serving = holder.load()
+        serving = await holder.load()
     except ModelLoadError as exc:
         telemetry.model_reloads.labels(outcome="failed").inc()
         still = f"; still serving version {previous.identity.version}" if previous else ""

@@ -12,7 +12,7 @@ router = APIRouter(tags=["health"])
 
 @router.get("/health", response_model=HealthResponse, summary="Liveness")
 async def health() -> HealthResponse:
-    """The process is up (says nothing about the model)."""
+    """The process is up (says nothing about the model, and never waits on the registry)."""
     return HealthResponse(status="ok")
 
 
@@ -20,7 +20,12 @@ async def health() -> HealthResponse:
     "/ready",
     response_model=ReadyResponse,
     summary="Readiness",
-    responses={503: {"model": ErrorResponse, "description": "No model loaded yet; the reason is in `detail`."}},
+    responses={
+        503: {
+            "model": ErrorResponse,
+            "description": "No model loaded yet (it loads in the background after startup); the reason is in `detail`.",
+        }
+    },
 )
 async def ready(holder: HolderDep) -> ReadyResponse:
     """200 once a model is loaded, with its identity; 503 with the reason before."""

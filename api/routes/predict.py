@@ -7,11 +7,11 @@ from typing import Annotated, Any
 import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Query
-from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import ServingDep, SettingsDep, TelemetryDep
+from api.deps import ServingDep, TelemetryDep
 from api.explain import top_factors
+from api.json_body import BoundedJSONRoute
 from api.schemas import (
     BAD_BODY,
     NO_MODEL,
@@ -26,12 +26,18 @@ from api.schemas import (
 )
 from pipeline.records import RECORD_COLUMNS
 
-router = APIRouter(tags=["predict"])
+# JSON bodies are size- and count-checked before validation (api.json_body).
+router = APIRouter(tags=["predict"], route_class=BoundedJSONRoute)
 
 LABEL_NAMES: tuple[LabelName, LabelName] = ("not severe", "severe")
 ERRORS: dict[int | str, dict[str, Any]] = {
     **BAD_BODY,
-    422: {"model": ErrorResponse, "description": "Invalid record: `loc` names the field, `msg` the allowed values."},
+    413: {"model": ErrorResponse, "description": "The body is over `API_MAX_JSON_MB`."},
+    422: {
+        "model": ErrorResponse,
+        "description": "Invalid record or JSON: `loc` names the field, `msg` the allowed values "
+        "(at most `API_MAX_ERRORS` errors listed, echoed values clipped).",
+    },
     **NO_MODEL,
 }
 
@@ -83,22 +89,10 @@ async def predict(
         422: {"model": ErrorResponse, "description": "Invalid record, or an empty or too large batch."},
     },
 )
-def predict_batch(
-    body: BatchRequest, serving: ServingDep, settings: SettingsDep, telemetry: TelemetryDep
-) -> BatchResponse:
+def predict_batch(body: BatchRequest, serving: ServingDep, telemetry: TelemetryDep) -> BatchResponse:
     """Predictions for 1 to ``API_MAX_BATCH`` records, in order, computed exactly as the batch job does."""
+    # More than API_MAX_BATCH records never get here: api.json_body refuses them before validation.
     n = len(body.records)
-    if n > settings.max_batch:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "too_long",
-                    "loc": ("body", "records"),
-                    "msg": f"List should have at most {settings.max_batch} items (API_MAX_BATCH), not {n}",
-                    "ctx": {"max_length": settings.max_batch, "actual_length": n},
-                }
-            ]
-        )
     model = serving.model
     frame = pd.DataFrame([r.model_dump() for r in body.records], columns=list(RECORD_COLUMNS))
     proba = model.predict_frame(frame)
