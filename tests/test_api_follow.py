@@ -41,7 +41,7 @@ def own_registry(registry, tmp_path: Path) -> Iterator[tuple[str, MlflowClient, 
         )
     )
     bad = Path(shutil.copytree(good, tmp_path / "bad"))
-    (bad / "model.ubj").write_bytes(b"not a booster")
+    next(bad.rglob("model.ubj")).write_bytes(b"not a booster")
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     client.create_registered_model("follow")
     client.create_model_version("follow", source=good.as_uri(), run_id=registry.run_id)
