@@ -15,7 +15,7 @@ export UV_PYTHON_DOWNLOADS := never
 export PATH := $(BIN):$(PATH)
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help setup lock run serve repro api app score test test-fast lint containers bench dvc-remote clean
+.PHONY: help setup lock lock-check run serve repro api app score test test-fast lint containers bench dvc-remote clean
 
 help:  ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -69,8 +69,10 @@ test: setup  ## the whole test suite, with coverage of pipeline/, api/ and app/ 
 test-fast: setup  ## the inner loop: no slow (servers, whole pipeline) nor browser tests
 	$(PY) -m pytest -q -x -m "not slow and not browser"
 
-lint: setup  ## uv.lock up to date, ruff, formatting, mypy, hadolint (Dockerfile), actionlint (workflows)
+lock-check: | $(UV_DEP)  ## fail if uv.lock is out of date with pyproject.toml
 	$(UV) lock --check
+
+lint: setup lock-check  ## uv.lock up to date, ruff, formatting, mypy, hadolint (Dockerfile), actionlint (workflows)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy pipeline api app benchmarks
@@ -78,7 +80,7 @@ lint: setup  ## uv.lock up to date, ruff, formatting, mypy, hadolint (Dockerfile
 	$(BIN)/actionlint
 
 containers: setup  ## build every image, run the compose stack end to end, check it, tear it down
-	bash tests/containers/run.sh
+	$(PY) -m tests.containers.e2e
 
 bench: setup  ## speed benchmarks, printed as ratios against in-run baselines
 	$(PY) -m benchmarks
