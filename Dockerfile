@@ -20,6 +20,10 @@
 # VERSION, REVISION (the git commit) and SOURCE (the repository URL).
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+# OCI labels of every image; set last in each target, so a new commit rebuilds no other layer.
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG SOURCE=https://github.com/accident-severity/accident-severity
 
 # --------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS uv
@@ -60,15 +64,9 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 # --------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 
-ARG VERSION=0.1.0
-ARG REVISION=unknown
-ARG SOURCE=https://github.com/accident-severity/accident-severity
 LABEL org.opencontainers.image.title="accident-severity" \
       org.opencontainers.image.description="Accident severity scoring (BAAC): DVC pipeline, MLflow registry, FastAPI service, Streamlit dashboard" \
-      org.opencontainers.image.licenses="MIT" \
-      org.opencontainers.image.source="${SOURCE}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.version="${VERSION}"
+      org.opencontainers.image.licenses="MIT"
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -96,6 +94,9 @@ COPY --from=deps-mlflow /opt/venv /opt/venv
 # The server's store; a named volume mounted here is initialised from the image, ownership included.
 RUN mkdir -p /mlflow/artifacts && chown -R app:app /mlflow
 USER 10001:10001
+ARG VERSION REVISION SOURCE
+LABEL org.opencontainers.image.source="${SOURCE}" org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.version="${VERSION}"
 
 # Job execution needs extra services (huey workers); not used here.
 ENV MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
@@ -138,6 +139,9 @@ RUN printf '[core]\n    no_scm = True\n' > .dvc/config.local \
     && chown app:app /app /app/data \
     && chown -R app:app /app/.dvc
 USER 10001:10001
+ARG VERSION REVISION SOURCE
+LABEL org.opencontainers.image.source="${SOURCE}" org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.version="${VERSION}"
 
 CMD ["dvc", "repro"]
 
@@ -152,6 +156,9 @@ COPY --from=deps-api /opt/venv /opt/venv
 COPY params.yaml ./
 COPY pipeline/ pipeline/
 USER 10001:10001
+ARG VERSION REVISION SOURCE
+LABEL org.opencontainers.image.source="${SOURCE}" org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.version="${VERSION}"
 
 ENTRYPOINT ["python", "-m", "pipeline.score"]
 CMD ["--help"]
@@ -166,6 +173,9 @@ COPY pipeline/ pipeline/
 COPY api/ api/
 COPY app/ app/
 USER 10001:10001
+ARG VERSION REVISION SOURCE
+LABEL org.opencontainers.image.source="${SOURCE}" org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.version="${VERSION}"
 
 ENV STREAMLIT_BROWSER_GATHER_USAGE_STATS=false
 
@@ -187,6 +197,9 @@ COPY params.yaml ./
 COPY pipeline/ pipeline/
 COPY api/ api/
 USER 10001:10001
+ARG VERSION REVISION SOURCE
+LABEL org.opencontainers.image.source="${SOURCE}" org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.version="${VERSION}"
 
 EXPOSE 8000
 
