@@ -136,7 +136,7 @@ COPY data/bundled/ data/bundled/
 # overrides .dvc/config). The app user writes dvc.lock and the outputs in /app.
 RUN printf '[core]\n    no_scm = True\n' > .dvc/config.local \
     && mkdir -p .dvc/cache .dvc/tmp \
-    && chown app:app /app /app/data \
+    && chown app:app /app /app/data /app/dvc.lock \
     && chown -R app:app /app/.dvc
 USER 10001:10001
 ARG VERSION REVISION SOURCE

@@ -84,13 +84,14 @@ def find_engine() -> Engine:
 
 
 def run(
-    cmd: Sequence[str], timeout: float = 600, check: bool = True, **kwargs: Any
+    cmd: Sequence[str], timeout: float = 600, check: bool = True, quiet: bool = False, **kwargs: Any
 ) -> subprocess.CompletedProcess[str]:
-    """Run a command, logging it and its duration; its output is captured and returned."""
-    log.info("$ %s", " ".join(cmd))
+    """Run a command, logging it and its duration (unless ``quiet``); its output is captured and returned."""
+    level = logging.DEBUG if quiet else logging.INFO
+    log.log(level, "$ %s", " ".join(cmd))
     started = time.monotonic()
     result = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, check=False, **kwargs)
-    log.info("  -> exit %d in %.1f s", result.returncode, time.monotonic() - started)
+    log.log(level, "  -> exit %d in %.1f s", result.returncode, time.monotonic() - started)
     if check and result.returncode != 0:
         raise Failure(f"{cmd[:4]} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result
@@ -169,6 +170,7 @@ def container_id(engine: Engine, service: str) -> str:
     out = run(
         [engine.name, "ps", "-q", "--filter", f"label=com.docker.compose.project={PROJECT}",
          "--filter", f"label=com.docker.compose.service={service}"],
+        quiet=True,
     ).stdout.split()  # fmt: skip
     if not out:
         raise Failure(f"no running container for service {service}")
@@ -179,8 +181,8 @@ def healthy(engine: Engine, service: str) -> bool:
     """The engine's own health check: run it (podman, no timer here) or read its status (docker)."""
     cid = container_id(engine, service)
     if engine.name == "podman":
-        return run(["podman", "healthcheck", "run", cid], check=False).returncode == 0
-    status = run(["docker", "inspect", "--format", "{{.State.Health.Status}}", cid]).stdout.strip()
+        return run(["podman", "healthcheck", "run", cid], check=False, quiet=True).returncode == 0
+    status = run(["docker", "inspect", "--format", "{{.State.Health.Status}}", cid], quiet=True).stdout.strip()
     return status == "healthy"
 
 
