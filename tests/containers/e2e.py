@@ -217,16 +217,23 @@ def a_record() -> dict[str, Any]:
 
 def check_dashboard(version: str) -> None:
     """The Overview page, rendered by Chromium, names the served model version."""
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
+    shot = ROOT / "tests" / "artifacts" / "containers-overview.png"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{PORTS['app']}/", timeout=60_000)
             pattern = re.compile(rf"version\s+{re.escape(version)}\b")
-            page.get_by_text(pattern).first.wait_for(timeout=90_000)
-            page.screenshot(path=str(ROOT / "tests" / "artifacts" / "containers-overview.png"), full_page=True)
+            try:
+                page.get_by_text(pattern).first.wait_for(timeout=90_000)
+            except PlaywrightError as exc:  # TimeoutError included: say what the page showed instead
+                page.screenshot(path=str(shot), full_page=True)
+                text = page.inner_text("body")[:1500]
+                raise Failure(f"the Overview page does not show version {version} ({shot}):\n{text}") from exc
+            page.screenshot(path=str(shot), full_page=True)
         finally:
             browser.close()
 
