@@ -1,0 +1,102 @@
+"""Fresh clone to serving: `git clone`, then `make run` with empty package caches, until the API
+answers /ready (a champion is loaded) and the dashboard answers its health check.
+
+python -m benchmarks fresh
+
+The clone is of this checkout's HEAD (committed files only), into a temporary folder; uv's
+cache and pip's are empty, so every package is downloaded; ports are random. The phases are
+read off the clone: `.venv/.installed` marks the end of `make setup`, /health the start of the
+servers (after `dvc repro register`), /ready the champion loaded. Needs the network to PyPI.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT = 600.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # 127.0.0.1 only
+            return bool(response.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+def measure(work: Path) -> dict[str, float]:
+    """Seconds from the clone's start to each milestone."""
+    clone = work / "clone"
+    api_port, app_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "UV_CACHE_DIR": str(work / "uv-cache"),  # empty: every wheel is downloaded
+        "PIP_NO_CACHE_DIR": "1",
+        "OMP_WAIT_POLICY": "PASSIVE",
+    }
+    env.pop("VIRTUAL_ENV", None)
+    env.pop("UV", None)
+    marks: dict[str, float] = {}
+    start = time.perf_counter()
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True, env=env)
+    marks["clone"] = time.perf_counter() - start
+    log = (work / "make.log").open("wb")
+    proc = subprocess.Popen(
+        ["make", "--no-print-directory", "run", f"API_PORT={api_port}", f"APP_PORT={app_port}"],
+        cwd=clone,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    checks = {
+        "setup": lambda: (clone / ".venv" / ".installed").exists(),
+        "servers started": lambda: answers(f"http://127.0.0.1:{api_port}/health"),
+        "api ready": lambda: answers(f"http://127.0.0.1:{api_port}/ready"),
+        "dashboard": lambda: answers(f"http://127.0.0.1:{app_port}/_stcore/health"),
+    }
+    try:
+        while len(marks) <= len(checks) and time.perf_counter() - start < TIMEOUT:
+            if proc.poll() is not None:
+                raise RuntimeError(f"make run exited with {proc.returncode}; see {work / 'make.log'}")
+            for name, check in checks.items():
+                if name not in marks and check():
+                    marks[name] = time.perf_counter() - start
+            time.sleep(0.2)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        log.close()
+    missing = sorted(set(checks) - set(marks))
+    if missing:
+        raise RuntimeError(f"not reached within {TIMEOUT:.0f} s: {missing}")
+    marks["serving"] = max(marks["api ready"], marks["dashboard"])
+    return marks
+
+
+def run() -> None:
+    with tempfile.TemporaryDirectory(prefix="fresh-clone-") as tmp:
+        marks = measure(Path(tmp))
+    for name, seconds in marks.items():
+        print(f"  {name:<16} {seconds:6.1f} s after the clone started")
+    print(f"fresh clone -> make run serving the API (/ready) and the dashboard: {marks['serving']:.1f} s")

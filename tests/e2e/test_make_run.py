@@ -1,0 +1,76 @@
+"""`make serve` (the second half of `make run`) stops cleanly on Ctrl-C.
+
+Ctrl-C in a terminal sends SIGINT to the whole foreground process group: make, its recipe
+shell and both servers. The test starts make in a process group of its own, waits for both
+servers, signals the group and checks that make exits 0 or 130, that nothing crashed, and
+that both ports are closed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.servers import free_port, wait_http
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_ctrl_c_stops_both_servers(tmp_path: Path) -> None:
+    api_port, app_port = free_port(), free_port()
+    venv = Path(sys.executable).parent.parent
+    env = {
+        **os.environ,
+        # No model needed to answer /health; a store of its own so the checkout stays clean.
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "OMP_WAIT_POLICY": "PASSIVE",
+    }
+    log = (tmp_path / "make.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            "make",
+            "--no-print-directory",
+            "-C",
+            str(ROOT),
+            "serve",
+            f"VENV={venv}",
+            f"API_PORT={api_port}",
+            f"APP_PORT={app_port}",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{api_port}/health", 90, proc)
+        wait_http(f"http://127.0.0.1:{app_port}/_stcore/health", 90, proc)
+        os.killpg(proc.pid, signal.SIGINT)
+        code = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+    output = (tmp_path / "make.log").read_text(errors="replace")
+    assert code in (0, 130, -signal.SIGINT), output
+    assert "Segmentation fault" not in output, output
+    deadline = time.monotonic() + 10
+    while (port_open(api_port) or port_open(app_port)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not port_open(api_port), "the API still listens after Ctrl-C"
+    assert not port_open(app_port), "the dashboard still listens after Ctrl-C"
