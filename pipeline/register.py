@@ -191,6 +191,10 @@ def log_and_register(
             mlflow.log_artifact(str(path), "plots")
         for name in ("thresholds.csv", "feature_importance.csv"):
             mlflow.log_artifact(str(reports / name), "tables")
+        # Slices, commune centres and the typical accident: served by the API when present.
+        for name in ("slices.json", "places.csv", "scenario.json"):
+            if (reports / name).exists():
+                mlflow.log_artifact(str(reports / name), "tables")
         spec_path = Path(tmp) / SPEC_FILE
         spec_path.write_text(model.spec.to_json(), encoding="utf-8")
         training = {**model.info, "metrics": metrics, "booster_params": booster_params(p.train)}
