@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 
 from api.deps import ModelHolder
 from api.jobs import JobStore
-from api.routes import admin, health, model, predict, score
+from api.routes import admin, health, model, places, predict, score
 from api.routes import metrics as metrics_route
 from api.schemas import ErrorResponse
 from api.settings import Settings
@@ -43,6 +43,7 @@ hospitalised) from an accident record coded as in the ONISR codebook (BAAC open 
 * `POST /predict/batch`: up to `API_MAX_BATCH` records.
 * `POST /score/file`: a CSV of accident records, or a zip of one year's four raw BAAC tables.
 * `GET /model`, `GET /model/evaluation`: the served model, its record schema and test-year evaluation.
+* `GET /places?q=lyon`: commune INSEE codes and coordinates by name.
 * `POST /admin/reload` (header `X-API-Key`): reload the champion from the MLflow registry.
 """
 
@@ -91,7 +92,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.holder = ModelHolder(settings.model_uri, settings.mlflow_tracking_uri)
     app.state.telemetry = Telemetry()
     app.state.jobs = JobStore()
-    for router in (health.router, metrics_route.router, model.router, predict.router, score.router, admin.router):
+    for router in (
+        health.router,
+        metrics_route.router,
+        model.router,
+        places.router,
+        predict.router,
+        score.router,
+        admin.router,
+    ):
         app.include_router(router)
     app.add_middleware(
         CORSMiddleware,

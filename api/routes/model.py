@@ -9,8 +9,9 @@ from typing import Any
 import yaml
 from fastapi import APIRouter, HTTPException, status
 
-from api.deps import ServingDep
+from api.deps import ServingDep, SettingsDep
 from api.explain import DERIVED_LABELS, feature_label
+from api.routes.places import index_for
 from api.schemas import (
     NO_MODEL,
     CodeInfo,
@@ -20,10 +21,13 @@ from api.schemas import (
     FieldInfo,
     GateInfo,
     Importance,
+    Limits,
     ModelInfo,
+    Scenario,
     TrainingInfo,
 )
 from pipeline.config import params
+from pipeline.metrics import SEED_PROJECT
 from pipeline.records import RECORD_FIELDS, FieldSpec
 
 log = logging.getLogger(__name__)
@@ -69,10 +73,20 @@ def gate_thresholds() -> dict[str, float] | None:
         return None
 
 
+def scenario(serving: ServingDep) -> Scenario | None:
+    """The typical training accident logged with the model, named from the official list."""
+    evaluation = serving.evaluation
+    if evaluation is None or evaluation.scenario is None:
+        return None
+    place = index_for(evaluation).get(str(evaluation.scenario["com"]))
+    return Scenario.model_validate({**evaluation.scenario, "place_name": place.name if place else None})
+
+
 @router.get("/model", response_model=ModelInfo, summary="The served model", responses=NO_MODEL)
-async def model_info(serving: ServingDep) -> ModelInfo:
-    """Identity, training metrics by split, training data, gate, and the record schema with
-    French and English labels and the allowed codes of every field."""
+def model_info(serving: ServingDep, settings: SettingsDep) -> ModelInfo:
+    """Identity, training metrics by split, training data, gate, the seed project's numbers, a
+    typical real accident, the input limits, and the record schema with French and English labels
+    and the allowed codes of every field (``GET /places`` looks commune codes up by name)."""
     model = serving.model
     info = model.info
     gate_result = serving.evaluation.gate if serving.evaluation else None
@@ -96,6 +110,9 @@ async def model_info(serving: ServingDep) -> ModelInfo:
             for name, (fr, en) in DERIVED_LABELS.items()
             if name in model.spec.columns
         ],
+        seed_project=SEED_PROJECT,
+        scenario=scenario(serving),
+        limits=Limits(max_upload_bytes=settings.max_upload_bytes, max_batch=settings.max_batch),
     )
 
 
@@ -110,7 +127,8 @@ async def model_info(serving: ServingDep) -> ModelInfo:
 )
 async def model_evaluation(serving: ServingDep) -> EvaluationResponse:
     """Confusion matrix at the model threshold, ROC and PR curves, the per-threshold table
-    (0 to 1 by 0.01, to recompute the matrix at any threshold) and feature importance."""
+    (0 to 1 by 0.01, to recompute the matrix at any threshold), feature importance, the
+    reliability diagram and ECE of the validation and test splits, and metrics per slice."""
     evaluation = serving.evaluation
     if evaluation is None:
         raise HTTPException(
@@ -139,5 +157,10 @@ async def model_evaluation(serving: ServingDep) -> EvaluationResponse:
                 )
                 for row in evaluation.importance
             ],
+            "calibration": [
+                {"split": split, "ece": evaluation.metrics.get(split, {}).get("ece"), "bins": bins}
+                for split, bins in evaluation.calibration.items()
+            ],
+            "slices": evaluation.slices,
         }
     )
