@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, status
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 
 from api.deps import ModelHolder
 from api.jobs import JobStore
@@ -80,7 +81,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     if settings.api_key is None:
         log.info("API_KEY is not set: admin endpoints are disabled")
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI and ReDoc from the API itself (/static-offline-docs), not a CDN.
+    app = FastAPIOffline(
         title="Accident severity API",
         version="1.0.0",
         description=DESCRIPTION,
