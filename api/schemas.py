@@ -380,7 +380,8 @@ class SliceReport(BaseModel):
     threshold: float
     min_count: int
     recall_gap: float
-    overall: dict[str, Scalar]
+    overall_recall: float | None = Field(description="Recall on the whole test year at the threshold.")
+    flagged: int = Field(description="Number of flagged slices.")
     slices: list[SliceMetrics]
 
 
