@@ -62,7 +62,7 @@ def slice_masks(records: pd.DataFrame) -> Iterator[tuple[str, str, Mask]]:
     for name, mask in _coded("catr"):
         yield "Road category", name, mask
     for dep in records["dep"].value_counts().head(TOP_DEPARTMENTS).index:
-        yield "Department (10 with most accidents)", str(dep), _isin("dep", (dep,))
+        yield "Department (10 with most accidents)", f"Department {dep}", _isin("dep", (dep,))
     for name, codes in (("Daylight", DAY), ("Dusk or dawn", TWILIGHT), ("Night", NIGHT)):
         yield "Light", name, _isin("lum", codes)
     yield "Road users", "With a pedestrian", lambda r: r["nb_pietons"] > 0

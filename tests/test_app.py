@@ -164,6 +164,7 @@ def test_overview_shows_model_card_gate_and_seed(live: str, registry: Any) -> No
     assert {"Decision threshold", "Training years", "ROC-AUC", "F1", "Recall", "Precision"} <= set(shown)
     info = client.model_info()
     assert shown["Training years"] == "2020"
+    assert shown["Test year"] == "2021"
     assert shown["F1"] == f"{info.metrics['test']['f1']:.1%}"
     text = markdown(at)
     assert f"version **{registry.version}**" in text
@@ -189,7 +190,7 @@ def test_overview_counts_match_the_data(live: str, records: dict[int, pd.DataFra
     assert shown["Training accidents"] == f"{len(train):,}"  # refit on every training row
     assert shown["Fit split"] == f"{int((~valid).sum()):,}"
     assert shown["Validation split"] == f"{int(valid.sum()):,}"
-    assert shown["Test accidents (2021)"] == f"{len(records[2021]):,}"
+    assert shown["Test accidents"] == f"{len(records[2021]):,}"
 
 
 def test_evaluation_threshold_slider_recomputes_the_metrics(live: str) -> None:

@@ -114,12 +114,17 @@ def calibration(ev: EvaluationResponse) -> None:
         )
 
 
+def slice_title(group: str, name: str) -> str:
+    """``"Road category: Motorway"``; departments need no group: ``"Department 75"``."""
+    return name if name.startswith(group.split(" ")[0]) else f"{group}: {name}"
+
+
 def slice_table(report: SliceReport) -> pd.DataFrame:
     """The slices as a readable table, flagged ones first within their group order."""
     rows = [
         {
             "Flag": "⚠ weak recall" if s.flagged else "",
-            "Slice": f"{s.group}: {s.name}",
+            "Slice": slice_title(s.group, s.name),
             "Accidents": s.n,
             "Severe rate": percent(s.severe_rate),
             "ROC-AUC": decimal(s.roc_auc),
@@ -141,7 +146,7 @@ def slices(ev: EvaluationResponse) -> None:
     overall_recall = report.overall_recall
     flagged = sorted((s for s in report.slices if s.flagged), key=lambda s: s.recall or 0.0)
     if flagged:
-        worst = ", ".join(f"**{s.name}** ({s.group.lower()}: recall {percent(s.recall)})" for s in flagged[:5])
+        worst = ", ".join(f"**{slice_title(s.group, s.name)}** (recall {percent(s.recall)})" for s in flagged[:5])
         st.warning(
             f"The model finds far fewer of the severe accidents in {len(flagged)} "
             f"slice{'s' if len(flagged) > 1 else ''} than overall (recall {percent(overall_recall)} at the "
@@ -154,7 +159,9 @@ def slices(ev: EvaluationResponse) -> None:
             f"{report.recall_gap * 100:.0f} points below overall ({percent(overall_recall)}).",
             icon=":material/check_circle:",
         )
-    st.dataframe(slice_table(report), hide_index=True, key="eval_slices")
+    table = slice_table(report)
+    # Tall enough for every row: the flags must not hide below a scroll bar.
+    st.dataframe(table, hide_index=True, height=35 * (len(table) + 1) + 3)
     st.caption(
         f"Test year, at the model's threshold ({report.threshold:.3f}). Flagged: recall more than "
         f"{report.recall_gap * 100:.0f} points below overall, on at least {count(report.min_count)} accidents. "

@@ -50,32 +50,34 @@ def model_card(info: ModelInfo) -> None:
     share = f"; {percent(positives / n)} severe" if isinstance(n, int) and isinstance(positives, int) and n else ""
     fit, valid, final = rows.get("fit"), rows.get("valid"), rows.get("final_model")
     refit = final is not None and fit is not None and final != fit
-    cols = st.columns(6, border=True)
-    cols[0].metric(
+    top = st.columns(3, border=True)
+    top[0].metric(
         "Decision threshold",
         percent(info.threshold),
         help="Accidents whose probability reaches this value are predicted severe "
         "(chosen on the validation split of the training years).",
     )
-    cols[1].metric("Training years", years(info.training.train_years))
-    cols[2].metric(
+    top[1].metric("Training years", years(info.training.train_years))
+    top[2].metric("Test year", years(info.training.test_years))
+    cols = st.columns(4, border=True)
+    cols[0].metric(
         "Training accidents",
         count(final),
         help="Accidents the served model was fitted on"
         + (": every accident of the training years (fit and validation splits together)." if refit else "."),
     )
-    cols[3].metric(
+    cols[1].metric(
         "Fit split",
         count(fit),
         help="Part of the training years the early-stopping model was fitted on.",
     )
-    cols[4].metric(
+    cols[2].metric(
         "Validation split",
         count(valid),
         help="Part of the training years held out to choose the number of trees and the threshold.",
     )
-    cols[5].metric(
-        f"Test accidents ({years(info.training.test_years)})",
+    cols[3].metric(
+        "Test accidents",
         count(n) if isinstance(n, int | float) else "—",
         help=f"Never used for fitting, early stopping or the threshold{share}.",
     )
