@@ -6,7 +6,7 @@ import json
 import logging
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,13 @@ ARTIFACTS: Mapping[str, str] = {
     "importance": "tables/feature_importance.csv",
 }
 GATE_ARTIFACT = "metrics/gate.json"
+# Logged by newer runs only: a model registered before them is served without these parts.
+OPTIONAL_TABLES: Mapping[str, str] = {
+    "calibration_valid": "plots/calibration_valid.csv",
+    "calibration_test": "plots/calibration_test.csv",
+    "places": "tables/places.csv",
+}
+OPTIONAL_JSON: Mapping[str, str] = {"slices": "tables/slices.json", "scenario": "tables/scenario.json"}
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,10 @@ class Evaluation:
     thresholds: list[dict[str, float]]
     importance: list[dict[str, Any]]
     gate: Mapping[str, Any] | None = None
+    calibration: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
+    slices: Mapping[str, Any] | None = None
+    places: list[dict[str, Any]] = field(default_factory=list)
+    scenario: Mapping[str, Any] | None = None
 
     def confusion(self, split: str = "test") -> dict[str, int]:
         """Confusion counts at the model threshold, rebuilt from the split's rounded metrics.
@@ -62,6 +73,21 @@ def _download(run_id: str, artifact: str, dest: Path, tracking_uri: str) -> Path
     )
 
 
+def _optional(run_id: str, tracking_uri: str, dest: Path) -> dict[str, Any]:
+    """The optional artifacts the run has: frames as records, JSON as dicts; missing ones left out."""
+    found: dict[str, Any] = {}
+    for key, artifact in {**OPTIONAL_TABLES, **OPTIONAL_JSON}.items():
+        try:
+            path = _download(run_id, artifact, dest, tracking_uri)
+            if key in OPTIONAL_JSON:
+                found[key] = json.loads(path.read_text(encoding="utf-8"))
+            else:
+                found[key] = rows_of(pd.read_csv(path, dtype={"com": str, "dep": str}))
+        except (MlflowException, OSError, ValueError) as exc:
+            log.info("run %s has no %s: %s", run_id, artifact, exc)
+    return found
+
+
 def load_evaluation(run_id: str | None, tracking_uri: str) -> Evaluation | None:
     """Download and parse the run's evaluation artifacts; None when the run has none."""
     if not run_id:
@@ -78,6 +104,7 @@ def load_evaluation(run_id: str | None, tracking_uri: str) -> Evaluation | None:
             gate = json.loads(_download(run_id, GATE_ARTIFACT, Path(tmp), tracking_uri).read_text(encoding="utf-8"))
         except (MlflowException, OSError, ValueError):
             gate = None
+        extra = _optional(run_id, tracking_uri, Path(tmp))
     if "test" not in metrics:
         log.warning("run %s logged no test-split metrics", run_id)
         return None
@@ -88,4 +115,10 @@ def load_evaluation(run_id: str | None, tracking_uri: str) -> Evaluation | None:
         thresholds=rows_of(tables["thresholds"]),
         importance=rows_of(tables["importance"]),
         gate=gate,
+        calibration={
+            split: extra[f"calibration_{split}"] for split in ("valid", "test") if f"calibration_{split}" in extra
+        },
+        slices=extra.get("slices"),
+        places=extra.get("places", []),
+        scenario=extra.get("scenario"),
     )

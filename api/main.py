@@ -17,12 +17,13 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 
 from api.errors import validation_error_handler
 from api.jobs import JobStore
 from api.log_filters import install_accept_error_filter
 from api.origin import OriginGuardMiddleware
-from api.routes import admin, health, model, predict, score
+from api.routes import admin, health, model, places, predict, score
 from api.routes import metrics as metrics_route
 from api.schemas import ErrorResponse
 from api.services.admin_guard import AdminGuard
@@ -47,6 +48,7 @@ hospitalised) from an accident record coded as in the ONISR codebook (BAAC open 
 * `POST /predict/batch`: up to `API_MAX_BATCH` records.
 * `POST /score/file`: a CSV of accident records, or a zip of one year's four raw BAAC tables.
 * `GET /model`, `GET /model/evaluation`: the served model, its record schema and test-year evaluation.
+* `GET /places?q=lyon`: commune INSEE codes and coordinates by name.
 * `POST /admin/reload` (header `X-API-Key`): reload the champion from the MLflow registry.
 """
 
@@ -86,7 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     elif settings.admin_disabled_reason is not None:
         log.warning("admin endpoints are disabled: %s", settings.admin_disabled_reason)
     configure_mlflow(settings)
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI and ReDoc from the API itself (/static-offline-docs), not a CDN.
+    app = FastAPIOffline(
         title="Accident severity API",
         version="1.0.0",
         description=DESCRIPTION,
@@ -103,7 +106,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.holder = ModelHolder.from_settings(settings, app.state.telemetry)
     app.state.admin_guard = AdminGuard(settings)
     app.state.jobs = JobStore()
-    for router in (health.router, metrics_route.router, model.router, predict.router, score.router, admin.router):
+    for router in (
+        health.router,
+        metrics_route.router,
+        model.router,
+        places.router,
+        predict.router,
+        score.router,
+        admin.router,
+    ):
         app.include_router(router)
     app.add_middleware(
         CORSMiddleware,

@@ -236,6 +236,28 @@ class LoadingInfo(BaseModel):
     serve: str = Field(description="Serve it over HTTP with MLflow's scoring server (/invocations).")
 
 
+class Limits(BaseModel):
+    """The input limits the API enforces (deployment settings), for clients to check first."""
+
+    max_upload_bytes: int = Field(description="Largest accepted request body (``API_MAX_UPLOAD_MB``).")
+    max_batch: int = Field(description="Most records in one ``POST /predict/batch`` (``API_MAX_BATCH``).")
+
+
+class Scenario(BaseModel):
+    """A real, typical accident of the training data: in the commune with most training accidents,
+    the one (with every optional field known) matching the most of that commune's per-field modes."""
+
+    accident_id: str = Field(description="BAAC accident number (``Num_Acc``).")
+    severe: Literal[0, 1] = Field(description="Whether it was severe.")
+    com: str
+    place_name: str | None = Field(None, description="The commune's name, from the official list.")
+    commune_accidents: int = Field(description="Training accidents in that commune.")
+    fields_compared: int
+    fields_matching_mode: int = Field(description="Fields equal to the commune's most common value.")
+    unknown_fields: int = Field(description="Optional fields left unknown (null) in the record.")
+    record: dict[str, Scalar]
+
+
 class ModelInfo(ModelIdentity):
     """The served model: identity, metrics by split, training data and the record schema."""
 
@@ -249,6 +271,35 @@ class ModelInfo(ModelIdentity):
     feature_columns: list[str]
     features: list[FieldInfo]
     derived_features: list[DerivedFeature]
+    seed_project: dict[str, float] = Field(
+        description="The seed project's published XGBoost metrics (random split of 2021, leaky features)."
+    )
+    scenario: Scenario | None = Field(None, description="A typical real training accident (What-if default).")
+    limits: Limits
+
+
+# --- /places
+
+
+class Place(BaseModel):
+    """A commune (or a Paris, Lyon or Marseille arrondissement) with its INSEE code."""
+
+    code: str = Field(description="INSEE code, the record's ``com``.")
+    name: str
+    dep: str = Field(description="Département code, the record's ``dep``.")
+    type: Literal["commune-actuelle", "arrondissement-municipal"]
+    population: int | None
+    accidents: int = Field(description="Accidents of the training years in this place.")
+    lat: float | None = Field(None, description="Median latitude of those accidents (null when none).")
+    long: float | None = Field(None, description="Median longitude of those accidents (null when none).")
+
+
+class PlacesResponse(BaseModel):
+    """Places matching a search, most training accidents first."""
+
+    query: str
+    total: int = Field(description="Places matching the query.")
+    places: list[Place]
 
 
 # --- /model/evaluation
@@ -303,6 +354,48 @@ class Importance(BaseModel):
     share: float
 
 
+class CalibrationBin(BaseModel):
+    """One decile of predicted probability: its mean prediction and observed severe rate."""
+
+    bin: int
+    n: int
+    predicted: float
+    observed: float
+
+
+class CalibrationCurve(BaseModel):
+    """Reliability diagram of one split and its expected calibration error."""
+
+    split: Literal["valid", "test"]
+    ece: float | None = Field(description="Count-weighted mean |predicted - observed| over the deciles.")
+    bins: list[CalibrationBin]
+
+
+class SliceMetrics(BaseModel):
+    """Test-year metrics of one slice at the model threshold (null where undefined)."""
+
+    group: str
+    name: str
+    n: int
+    positives: int
+    severe_rate: float
+    roc_auc: float | None
+    recall: float | None
+    precision: float | None
+    flagged: bool = Field(description="Recall more than ``recall_gap`` below overall, on at least ``min_count``.")
+
+
+class SliceReport(BaseModel):
+    """Where the model does worse than overall."""
+
+    threshold: float
+    min_count: int
+    recall_gap: float
+    overall_recall: float | None = Field(description="Recall on the whole test year at the threshold.")
+    flagged: int = Field(description="Number of flagged slices.")
+    slices: list[SliceMetrics]
+
+
 class EvaluationResponse(BaseModel):
     """Test-year evaluation of the served model, logged with its MLflow run."""
 
@@ -316,6 +409,10 @@ class EvaluationResponse(BaseModel):
     pr: list[PrPoint]
     thresholds: list[ThresholdRow] = Field(description="Thresholds 0 to 1 by 0.01.")
     feature_importance: list[Importance]
+    calibration: list[CalibrationCurve] = Field(
+        default_factory=list, description="Reliability diagram and ECE of the validation and test splits."
+    )
+    slices: SliceReport | None = Field(None, description="Test-year metrics per slice, with the weak ones flagged.")
 
 
 # --- /score/file

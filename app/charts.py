@@ -453,3 +453,36 @@ def accident_map(points: pd.DataFrame, threshold: float) -> go.Figure:
         bgcolor="rgba(0,0,0,0)",
     )
     return _style(fig, 600)
+
+
+def reliability_diagram(curves: Mapping[str, tuple[Sequence[float], Sequence[float], float | None]]) -> go.Figure:
+    """Observed severe rate against mean predicted probability per decile, one line per split.
+
+    ``curves`` maps a split's name to (predicted, observed, ECE).
+    """
+    colours = [NOT_SEVERE, SEVERE, ACCENT]
+    traces: list[go.Scatter] = [
+        go.Scatter(
+            x=[0, 1],
+            y=[0, 1],
+            mode="lines",
+            name="Perfectly calibrated",
+            line={"color": NEUTRAL, "dash": "dash", "width": 1},
+        )
+    ]
+    for (name, (predicted, observed, ece)), colour in zip(curves.items(), colours, strict=False):
+        label = f"{name} (ECE {ece:.3f})" if ece is not None else name
+        traces.append(
+            go.Scatter(
+                x=list(predicted),
+                y=list(observed),
+                mode="lines+markers",
+                name=label,
+                line={"color": colour, "width": 2},
+                hovertemplate="predicted %{x:.1%}<br>observed %{y:.1%}<extra>" + name + "</extra>",
+            )
+        )
+    fig = go.Figure(traces)
+    fig.update_xaxes(title="Mean predicted probability (decile)", tickformat=".0%", range=[0, 1], gridcolor="#eee")
+    fig.update_yaxes(title="Observed severe rate", tickformat=".0%", range=[0, 1], gridcolor="#eee")
+    return _style(fig, 420, "Reliability diagram", legend_below=True)

@@ -19,6 +19,7 @@ from api.schemas import (
     EvaluationResponse,
     HealthResponse,
     ModelInfo,
+    PlacesResponse,
     PredictionResponse,
     ReadyResponse,
     ScoreResponse,
@@ -133,6 +134,11 @@ def model_info() -> ModelInfo:
 def evaluation() -> EvaluationResponse:
     """``GET /model/evaluation``: the test-year evaluation of the served model."""
     return _parse(_send("GET", "/model/evaluation"), EvaluationResponse)
+
+
+def places(query: str = "", limit: int = 20) -> PlacesResponse:
+    """``GET /places``: communes by name or code, most training accidents first."""
+    return _parse(_send("GET", "/places", params={"q": query, "limit": limit}), PlacesResponse)
 
 
 def predict(record: Mapping[str, Any], explain: bool = True, top: int = 10) -> PredictionResponse:

@@ -1,4 +1,8 @@
-"""Stage ``evaluate``: metrics per split, DVC plots, test predictions and threshold table."""
+"""Stage ``evaluate``: metrics per split, calibration, slices, DVC plots, test predictions and tables.
+
+It also writes what the API serves about the training data: each commune's centre
+(``places.csv``) and a typical real accident (``scenario.json``) for the dashboard's What-if.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +19,13 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import precision_recall_curve, roc_curve
 
+from pipeline.calibration import calibration_report
 from pipeline.config import MODEL_DIR, REPORTS_DIR, params
 from pipeline.metrics import classification_metrics, confusion, rates
 from pipeline.model import LoadedModel, load_local
+from pipeline.places import commune_centres, typical_accident
 from pipeline.records import ID_COLUMN, TARGET
+from pipeline.slices import slice_report
 from pipeline.storage import atomic_path, write_json_atomic, write_parquet_atomic
 from pipeline.train import load_years
 
@@ -109,10 +116,51 @@ def plot_importance(importance: pd.DataFrame, dest: Path, top: int = 20) -> None
     _save_png(fig, dest)
 
 
+def plot_reliability(tables: Mapping[str, pd.DataFrame], dest: Path, ece: Mapping[str, float]) -> None:
+    """Observed severe rate against mean predicted probability per decile, one line per split."""
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
+    for split, table in tables.items():
+        ax.plot(table["predicted"], table["observed"], marker="o", label=f"{split} (ECE {ece[split]:.3f})")
+    ax.set_xlabel("mean predicted probability (decile)")
+    ax.set_ylabel("observed severe rate")
+    ax.set_title("Reliability diagram")
+    ax.legend(loc="upper left")
+    _save_png(fig, dest)
+
+
+def calibration_tables(
+    fit_predictions: pd.DataFrame, y_test: np.ndarray, test_proba: np.ndarray
+) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
+    """Reliability tables of the validation and test splits, and their ECE."""
+    valid = fit_predictions[fit_predictions["split"] == "valid"]
+    tables, ece = {}, {}
+    for split, y, proba in (
+        ("valid", valid[TARGET].to_numpy(), valid["proba"].to_numpy()),
+        ("test", y_test, test_proba),
+    ):
+        tables[split], ece[split] = calibration_report(y, proba)
+    return tables, ece
+
+
+def write_training_places(train: pd.DataFrame, out: Path) -> None:
+    """Commune centres and the typical accident of the training years."""
+    with atomic_path(out / "places.csv") as tmp:
+        commune_centres(train).to_csv(tmp, index=False)
+    write_json_atomic(typical_accident(train), out / "scenario.json")
+
+
 def write_reports(
-    model: LoadedModel, fit_predictions: pd.DataFrame, test: pd.DataFrame, out: Path = REPORTS_DIR
+    model: LoadedModel,
+    fit_predictions: pd.DataFrame,
+    test: pd.DataFrame,
+    out: Path = REPORTS_DIR,
+    train: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """Compute and write every evaluation output; returns the metrics."""
+    """Compute and write every evaluation output; returns the metrics.
+
+    ``train`` (the training years' records) adds the commune centres and the typical accident.
+    """
     threshold = model.threshold
     test_proba = model.predict_frame(test)
     y_test = test[TARGET].to_numpy()
@@ -121,9 +169,19 @@ def write_reports(
         part = fit_predictions[fit_predictions["split"] == split]
         metrics[split] = classification_metrics(part[TARGET].to_numpy(), part["proba"].to_numpy(), threshold)
     metrics["test"] = classification_metrics(y_test, test_proba, threshold)
+    calibration, ece = calibration_tables(fit_predictions, y_test, test_proba)
+    for split, value in ece.items():
+        metrics[split]["ece"] = value
     write_json_atomic(metrics, out / "metrics.json")
+    write_json_atomic(slice_report(test, test_proba, threshold), out / "slices.json")
+    if train is not None:
+        write_training_places(train, out)
 
     plots = out / "plots"
+    for split, table in calibration.items():
+        with atomic_path(plots / f"calibration_{split}.csv") as tmp:
+            table.to_csv(tmp, index=False)
+    plot_reliability(calibration, plots / "calibration.png", ece)
     pred = (test_proba >= threshold).astype(int)
     label = np.array(["not severe", "severe"])
     confusion_rows = pd.DataFrame({"actual": label[y_test], "predicted": label[pred]})
@@ -157,15 +215,18 @@ def main() -> None:
     model = load_local(MODEL_DIR, n_jobs=tp.n_jobs)
     fit_predictions = pd.read_parquet(MODEL_DIR / "fit_predictions.parquet")
     test = load_years(tp.test_years)
-    metrics = write_reports(model, fit_predictions, test, out=REPORTS_DIR)
+    train = load_years(tp.train_years)
+    metrics = write_reports(model, fit_predictions, test, out=REPORTS_DIR, train=train)
     t = metrics["test"]
     log.info(
-        "test: roc_auc %.4f pr_auc %.4f f1 %.4f precision %.4f recall %.4f",
+        "test: roc_auc %.4f pr_auc %.4f f1 %.4f precision %.4f recall %.4f ece %.4f (valid ece %.4f)",
         t["roc_auc"],
         t["pr_auc"],
         t["f1"],
         t["precision"],
         t["recall"],
+        t["ece"],
+        metrics["valid"]["ece"],
     )
 
 

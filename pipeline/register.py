@@ -231,6 +231,10 @@ def log_and_register(
             mlflow.log_artifact(str(path), "plots")
         for name in ("thresholds.csv", "feature_importance.csv"):
             mlflow.log_artifact(str(reports / name), "tables")
+        # Slices, commune centres and the typical accident: served by the API when present.
+        for name in ("slices.json", "places.csv", "scenario.json"):
+            if (reports / name).exists():
+                mlflow.log_artifact(str(reports / name), "tables")
         folder = Path(tmp) / "model"
         save_local(folder, model.booster, model.spec, info, model.calibration)
         logged = log_pyfunc(folder, Path(tmp), test.head(2)[list(RECORD_COLUMNS)], model_metadata(model, info))

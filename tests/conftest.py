@@ -96,7 +96,20 @@ def trained(
     threshold = choose_threshold(train_records.loc[valid_mask, TARGET].to_numpy(), fitted.valid_proba, tp.threshold)
     model_dir = base / "models"
     save_local(
-        model_dir, fitted.booster, fitted.spec, {"threshold": threshold, "best_iteration": fitted.best_iteration}
+        model_dir,
+        fitted.booster,
+        fitted.spec,
+        {
+            "threshold": threshold,
+            "best_iteration": fitted.best_iteration,
+            "train_years": list(tp.train_years),
+            "test_years": list(tp.test_years),
+            "rows": {
+                "fit": int((~valid_mask).sum()),
+                "valid": int(valid_mask.sum()),
+                "final_model": len(train_records) if fitted.refit else int((~valid_mask).sum()),
+            },
+        },
     )
     fit_predictions = pd.DataFrame(
         {
@@ -108,7 +121,7 @@ def trained(
     )
     model = load_local(model_dir)
     reports = base / "reports"
-    metrics = write_reports(model, fit_predictions, records[2021], out=reports)
+    metrics = write_reports(model, fit_predictions, records[2021], out=reports, train=train_records)
     return Trained(model, model_dir, reports, metrics, records[2021])
 
 

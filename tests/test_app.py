@@ -161,11 +161,10 @@ def test_client_rejects_an_unexpected_answer(live: str) -> None:
 def test_overview_shows_model_card_gate_and_seed(live: str, registry: Any) -> None:
     at = open_page("overview")
     shown = metrics(at)
-    assert {"Decision threshold", "Training years", "Test year", "ROC-AUC", "F1", "Recall", "Precision"} <= set(shown)
+    assert {"Decision threshold", "Training years", "ROC-AUC", "F1", "Recall", "Precision"} <= set(shown)
     info = client.model_info()
-    # The fixture's training run records no years: the card says so rather than guess.
-    test_years = info.training.test_years
-    assert shown["Test year"] == (", ".join(map(str, test_years)) if test_years else "—")
+    assert shown["Training years"] == "2020"
+    assert shown["Test year"] == "2021"
     assert shown["F1"] == f"{info.metrics['test']['f1']:.1%}"
     text = markdown(at)
     assert f"version **{registry.version}**" in text
@@ -178,6 +177,20 @@ def test_overview_shows_model_card_gate_and_seed(live: str, registry: Any) -> No
     assert table.loc[table["Metric"] == "F1", "Gate minimum"].item() == "0.70"  # params.yaml
     assert table.loc[table["Metric"] == "F1", "Seed project"].item() == "0.675"
     assert "bar" in trace_types(at)
+
+
+def test_overview_counts_match_the_data(live: str, records: dict[int, pd.DataFrame], small_params: Any) -> None:
+    """Training (the final model's rows), fit, validation and test counts, each labelled, from the extracts."""
+    from pipeline.train import split_valid
+
+    at = open_page("overview")
+    shown = metrics(at)
+    train = records[2020]
+    valid = split_valid(train, small_params.train.valid_fraction, small_params.train.seed)
+    assert shown["Training accidents"] == f"{len(train):,}"  # refit on every training row
+    assert shown["Fit split"] == f"{int((~valid).sum()):,}"
+    assert shown["Validation split"] == f"{int(valid.sum()):,}"
+    assert shown["Test accidents"] == f"{len(records[2021]):,}"
 
 
 def test_evaluation_threshold_slider_recomputes_the_metrics(live: str) -> None:
@@ -207,7 +220,7 @@ def test_what_if_form_predicts_a_probability(live: str) -> None:
     labels = {s.label for s in at.selectbox}
     assert {"Light", "Weather", "Road category", "Department (INSEE code)"} <= labels
     light = at.selectbox(key="whatif.lum")
-    assert light.format_func(light.value).startswith("1 – Plein jour (")  # "code – French (English)"
+    assert light.format_func(1) == "1 – Plein jour (full daylight)"  # "code – French (English)"
     at.button(key="whatif_submit").click().run()
     assert not at.exception
     response = at.session_state["whatif_result"]["response"]
@@ -224,8 +237,11 @@ def test_what_if_compares_scenarios(live: str) -> None:
     at.button(key="whatif_add").click().run()
     assert at.button(key="whatif_add").disabled  # this prediction is already kept
 
-    at.selectbox(key="whatif.lum").set_value(5)  # night, street lights on
-    at.number_input(key="whatif.nb_pietons").set_value(1)
+    typical = client.model_info().scenario
+    assert typical is not None
+    at.selectbox(key="whatif.lum").set_value(3)  # night, no street lighting
+    assert typical.record["lum"] != 3
+    at.number_input(key="whatif.nb_pietons").set_value(int(typical.record["nb_pietons"] or 0) + 1)
     at.text_input(key="whatif_name").input("Night, pedestrian")
     at.button(key="whatif_submit").click().run()
     at.button(key="whatif_add").click().run()
@@ -234,7 +250,7 @@ def test_what_if_compares_scenarios(live: str) -> None:
     assert [s["name"] for s in scenarios] == ["Daylight", "Night, pedestrian"]
     diff = at.dataframe[0].value
     assert set(diff["Field"]) == {"Light", "Pedestrians"}
-    assert diff.loc[diff["Field"] == "Light", "Night, pedestrian"].item().startswith("5 – ")
+    assert diff.loc[diff["Field"] == "Light", "Night, pedestrian"].item().startswith("3 – ")
     bars = [t for spec in plotly_specs(at) for t in spec["data"] if t.get("x") == ["Daylight", "Night, pedestrian"]]
     assert bars
 
@@ -253,14 +269,105 @@ def test_what_if_compares_scenarios(live: str) -> None:
     at.button(key="whatif_clear").click().run()
     assert at.session_state["whatif_scenarios"] == []
     at.button(key="whatif_reset").click().run()
-    assert at.selectbox(key="whatif.lum").value == 1
+    assert at.selectbox(key="whatif.lum").value == typical.record["lum"]
     assert not at.exception
+
+
+def test_what_if_opens_on_the_typical_accident_of_a_named_place(live: str, records: dict[int, pd.DataFrame]) -> None:
+    at = open_page("what_if")
+    typical = client.model_info().scenario
+    assert typical is not None
+    train = records[2020]
+    assert typical.com == train["com"].value_counts().idxmax()
+    assert typical.accident_id in set(train["Num_Acc"].astype(str))
+    assert at.selectbox(key="whatif_place").value == typical.com
+    label = at.selectbox(key="whatif_place").format_func(typical.com)
+    assert typical.place_name and label.startswith(typical.place_name)
+    assert at.text_input(key="whatif.com").value == typical.com
+    assert at.selectbox(key="whatif.dep").value == typical.record["dep"]
+    assert at.number_input(key="whatif.lat").value == pytest.approx(typical.record["lat"])
+    assert any("real accident of the training data" in i.value for i in at.info)
+    at.button(key="whatif_submit").click().run()
+    sent = at.session_state["whatif_result"]["record"]
+    assert sent["com"] == typical.com and sent["lat"] is not None and sent["age_min"] is not None
+
+
+def test_what_if_picks_lyon_3e_by_name(live: str) -> None:
+    at = open_page("what_if")
+    at.text_input(key="whatif_place_query").input("lyon 3").run()
+    picker = at.selectbox(key="whatif_place")
+    assert any(o.startswith("Lyon 3e Arrondissement (69383, dep 69)") for o in picker.options)
+    assert picker.options[-1].startswith("Unknown place")
+    picker.set_value("69383").run()
+    assert not at.exception
+    lyon = next(p for p in client.places("69383").places if p.code == "69383")
+    assert lyon.name == "Lyon 3e Arrondissement" and lyon.dep == "69"
+    assert at.selectbox(key="whatif.dep").value == "69"
+    assert at.text_input(key="whatif.com").value == "69383"
+    assert at.number_input(key="whatif.lat").value == (pytest.approx(lyon.lat) if lyon.lat is not None else None)
+    # "Unknown place" is a choice: it empties the commune and the coordinates.
+    at.selectbox(key="whatif_place").set_value("").run()
+    assert at.text_input(key="whatif.com").value == ""
+    assert at.number_input(key="whatif.lat").value is None
+
+
+def test_evaluation_shows_calibration_and_slices(live: str) -> None:
+    at = open_page("evaluation")
+    ev = client.evaluation()
+    assert {c.split for c in ev.calibration} == {"valid", "test"}
+    test = next(c for c in ev.calibration if c.split == "test")
+    shown = metrics(at)
+    assert shown["ECE, test"] == f"{test.ece * 100:.1f} pts"
+    reliability = next(
+        spec for spec in plotly_specs(at) if "Reliability" in (spec["layout"].get("title") or {}).get("text", "")
+    )
+    assert len(reliability["data"]) == 3  # diagonal, validation, test
+    assert ev.slices is not None
+    table = next(d.value for d in at.dataframe if "Flag" in d.value.columns)
+    assert len(table) == len(ev.slices.slices)
+    flagged = [s for s in ev.slices.slices if s.flagged]
+    assert (table["Flag"] != "").sum() == len(flagged)
+    said = " ".join(w.value for w in at.warning) + " ".join(s.value for s in at.success)
+    if flagged:
+        assert "far fewer of the severe accidents" in said
+    else:
+        assert "No slice" in said
+
+
+def test_the_dashboard_imports_nothing_from_pipeline() -> None:
+    """app -> api -> pipeline: no module of app/ imports pipeline (everything comes from the API)."""
+    import ast
+
+    offenders = []
+    for path in sorted((ROOT / "app").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] == "pipeline"]
+    assert not offenders
+    assert not list((ROOT / "app").rglob("params.yaml"))
+    assert "params.yaml" not in "".join(p.read_text(encoding="utf-8") for p in (ROOT / "app").rglob("*.py"))
 
 
 def upload(at: AppTest, name: str, content: bytes, mime: str = "text/csv") -> AppTest:
     at.file_uploader(key="batch_upload").set_value((name, content, mime)).run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+def test_batch_uploader_enforces_the_api_limit(live: str) -> None:
+    at = open_page("batch")
+    limit = client.model_info().limits.max_upload_bytes // (1024 * 1024)
+    uploader = at.file_uploader(key="batch_upload")
+    assert uploader.proto.max_upload_size_mb == limit
+    assert f"up to {limit} MB" in uploader.label
+    import tomllib
+
+    config = tomllib.loads((ROOT / "app" / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
+    assert config["server"]["maxUploadSize"] >= limit
 
 
 def test_batch_scores_a_csv_with_outcomes(live: str) -> None:

@@ -1,7 +1,8 @@
 """The dashboard in a real browser: ``streamlit run`` and the API as subprocesses, Debian's
 Chromium driven by Playwright. Every page is visited and timed, the What-if form is submitted,
-a real CSV is uploaded on the batch page, and a screenshot of each page lands in
-``tests/artifacts/`` with the load times (``page_load_times.json``).
+a place is picked by name, a real CSV is uploaded on the batch page, and a screenshot of each
+page lands in ``tests/artifacts/`` with the load times (``page_load_times.json``). The API's
+``/docs`` and ``/redoc`` and the ``dvc plots show`` page render with no network.
 
 Only 127.0.0.1 is reached: any other request is aborted and fails the test.
 """
@@ -9,6 +10,8 @@ Only 127.0.0.1 is reached: any other request is aborted and fails the test.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -41,6 +44,7 @@ CHROMIUM_ARGS = [
 ]
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 TIMEOUT_MS = 60_000
+MAX_PAGE_SECONDS = 2.0  # a warm page view, from navigation to its main element
 # url path, page title, what shows that the page is there
 PAGES: tuple[tuple[str, str, str], ...] = (
     ("", "Road accident severity", '[data-testid="stMetric"]'),
@@ -65,7 +69,8 @@ class Browser:
 
 
 @pytest.fixture(scope="module")
-def dashboard(registry: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def servers(registry: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """(dashboard URL, API URL)."""
     if not CHROMIUM.exists():
         pytest.skip(f"Debian's Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
     logs = tmp_path_factory.mktemp("browser")
@@ -88,7 +93,12 @@ def dashboard(registry: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         ]
         url = f"http://127.0.0.1:{port}"
         with server(cmd, f"{url}/_stcore/health", env={"API_URL": api_url}, cwd=ROOT, log=logs / "streamlit.log"):
-            yield url
+            yield url, api_url
+
+
+@pytest.fixture(scope="module")
+def dashboard(servers: tuple[str, str]) -> str:
+    return servers[0]
 
 
 @pytest.fixture(scope="module")
@@ -150,15 +160,133 @@ def test_every_page_loads_and_is_timed(browser: Browser, capsys: pytest.CaptureF
         if name == "evaluation":
             page.locator(".js-plotly-plot").nth(4).wait_for(state="visible")  # matrix, curves, importance
         screenshot(page, name)
-    # Once more, warm: the first visit also imported the page modules into the server process.
+    # Warm, best of three: the first visit also imported the page modules into the server process,
+    # and the best of a few visits is the page's own time, not a load spike of a shared machine.
     warm = {
-        f"{path or 'overview'} (warm)": round(open_page(browser, path, title, ready), 3) for path, title, ready in PAGES
+        f"{path or 'overview'} (warm)": round(min(open_page(browser, path, title, ready) for _ in range(3)), 3)
+        for path, title, ready in PAGES
     }
     times = {**browser.load_times, **warm}
     (ARTIFACTS / "page_load_times.json").write_text(json.dumps(times, indent=2) + "\n", encoding="utf-8")
     with capsys.disabled():
         print("\npage load times (s):", json.dumps(times, indent=2))
     assert all(seconds < 30 for seconds in times.values()), times
+    assert all(seconds <= MAX_PAGE_SECONDS for seconds in warm.values()), warm
+
+
+def metric_value(page: Any, label: str) -> str:
+    """The value shown by the ``st.metric`` with this label."""
+    metric = page.locator('[data-testid="stMetric"]').filter(
+        has=page.locator('[data-testid="stMetricLabel"]', has_text=label)
+    )
+    return str(metric.first.locator('[data-testid="stMetricValue"]').inner_text()).strip()
+
+
+def test_overview_counts_match_the_data(browser: Browser, records: Any, small_params: Any) -> None:
+    from pipeline.train import split_valid
+
+    page = browser.page
+    open_page(browser, "", "Road accident severity", '[data-testid="stMetric"]')
+    train = records[2020]
+    valid = split_valid(train, small_params.train.valid_fraction, small_params.train.seed)
+    assert metric_value(page, "Training accidents") == f"{len(train):,}"
+    assert metric_value(page, "Fit split") == f"{int((~valid).sum()):,}"
+    assert metric_value(page, "Validation split") == f"{int(valid.sum()):,}"
+    assert metric_value(page, "Test accidents") == f"{len(records[2021]):,}"
+
+
+def place_tab_values(page: Any) -> dict[str, str]:
+    """Department, commune and coordinates as the form's Place tab shows them."""
+    page.get_by_role("tab", name="Place").click()
+    form = page.locator('[data-testid="stForm"]')
+    return {
+        "dep": str(form.locator('[data-testid="stSelectbox"]', has_text="Department").first.inner_text()),
+        "com": form.get_by_label("Municipality (INSEE code)").input_value(),
+        "lat": form.get_by_label("Latitude", exact=True).input_value(),
+        "long": form.get_by_label("Longitude", exact=True).input_value(),
+    }
+
+
+def test_what_if_opens_on_a_named_place_and_picks_lyon_3e(browser: Browser, servers: tuple[str, str]) -> None:
+    import httpx
+
+    page = browser.page
+    api = servers[1]
+    typical = httpx.get(f"{api}/model", timeout=30).json()["scenario"]
+    open_page(browser, "what-if", "What-if", '[data-testid="stForm"]')
+    assert page.get_by_text("real accident of the training data").first.is_visible()
+    picker = page.locator('[data-testid="stSelectbox"]', has_text="Place of the accident")
+    assert typical["place_name"] in picker.inner_text()
+    shown = place_tab_values(page)
+    assert shown["com"] == typical["com"]
+    assert shown["dep"].endswith(typical["record"]["dep"])
+    assert float(shown["lat"]) == pytest.approx(typical["record"]["lat"], abs=1e-4)
+    screenshot(page, "what-if")
+
+    page.get_by_label("Search a commune").fill("Lyon 3")
+    page.get_by_label("Search a commune").press("Enter")
+    picker.get_by_text("1 matching", exact=False).wait_for(state="visible")
+    picker.locator('[data-baseweb="select"]').click()
+    page.get_by_role("option", name="Lyon 3e Arrondissement (69383, dep 69)", exact=False).click()
+    lyon = next(p for p in httpx.get(f"{api}/places", params={"q": "69383"}, timeout=30).json()["places"])
+    page.wait_for_function("() => Array.from(document.querySelectorAll('input')).some((i) => i.value === '69383')")
+    shown = place_tab_values(page)
+    assert shown["com"] == "69383" and shown["dep"].endswith("69")
+    if lyon["lat"] is None:  # no training accident there in the extract: coordinates unknown
+        assert shown["lat"] == "" and shown["long"] == ""
+    else:
+        assert float(shown["lat"]) == pytest.approx(lyon["lat"], abs=1e-4)
+        assert float(shown["long"]) == pytest.approx(lyon["long"], abs=1e-4)
+    screenshot(page, "what-if-lyon-3e")
+
+
+def test_evaluation_shows_reliability_ece_and_slices(browser: Browser) -> None:
+    page = browser.page
+    open_page(browser, "evaluation", "Model evaluation", ".js-plotly-plot")
+    page.get_by_role("heading", name="Can the probabilities be read as they are?").wait_for(state="visible")
+    page.wait_for_function(
+        "() => Array.from(document.querySelectorAll('.js-plotly-plot')).some("
+        "(el) => ((el.layout || {}).title || {}).text === 'Reliability diagram' && el.data.length === 3)"
+    )
+    assert metric_value(page, "ECE, test").endswith("pts")
+    assert metric_value(page, "ECE, validation").endswith("pts")
+    page.get_by_role("heading", name="Where the model is weakest").wait_for(state="visible")
+    flags = page.get_by_text("far fewer of the severe accidents").or_(page.get_by_text("No slice of at least"))
+    assert flags.first.is_visible()
+    table = page.locator('[data-testid="stDataFrame"]').filter(has=page.locator("canvas")).last
+    table.wait_for(state="visible")
+    page.get_by_text("Flagged: recall more than").first.scroll_into_view_if_needed()
+    screenshot(page, "evaluation-calibration-slices")
+
+
+def test_api_docs_render_with_no_network(browser: Browser, servers: tuple[str, str]) -> None:
+    page = browser.page
+    api = servers[1]
+    page.goto(f"{api}/docs")
+    page.locator(".swagger-ui .opblock").first.wait_for(state="visible")
+    assert page.locator(".swagger-ui .opblock-summary-path", has_text="/places").count() >= 1
+    page.goto(f"{api}/redoc")
+    page.get_by_text("Find a commune by name or code").first.wait_for(state="visible")
+    screenshot_api = ARTIFACTS / "api-redoc.png"
+    page.screenshot(path=str(screenshot_api))
+
+
+def test_dvc_plots_render_with_no_network(browser: Browser, tmp_path: Path) -> None:
+    out = tmp_path / "plots"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    subprocess.run(
+        [sys.executable, "-m", "dvc", "plots", "show", "reports/plots/roc.csv", "-o", str(out)],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    html = (out / "index.html").read_text(encoding="utf-8")
+    assert "cdn.jsdelivr" not in html and "<script src=" not in html
+    page = browser.page
+    page.set_content(html)  # a page with no origin: any fetch would leave 127.0.0.1 and be blocked
+    page.locator(".vega-embed svg, .vega-embed canvas").first.wait_for(state="visible")
 
 
 def test_what_if_form_in_the_browser(browser: Browser) -> None:

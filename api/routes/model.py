@@ -8,8 +8,9 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
 
-from api.deps import ServingDep
+from api.deps import ServingDep, SettingsDep
 from api.explain import DERIVED_LABELS, feature_label
+from api.routes.places import index_for
 from api.schemas import (
     NO_MODEL,
     CodeInfo,
@@ -19,11 +20,14 @@ from api.schemas import (
     FieldInfo,
     GateInfo,
     Importance,
+    Limits,
     LoadingInfo,
     ModelInfo,
+    Scenario,
     TrainingInfo,
 )
 from pipeline.flavor import usage
+from pipeline.metrics import SEED_PROJECT
 from pipeline.model import LoadedModel
 from pipeline.records import RECORD_FIELDS, FieldSpec
 
@@ -76,11 +80,21 @@ def loading_info(model: LoadedModel) -> LoadingInfo | None:
     return LoadingInfo.model_validate(usage(f"models:/{model.name}{ref}"))
 
 
+def scenario(serving: ServingDep) -> Scenario | None:
+    """The typical training accident logged with the model, named from the official list."""
+    evaluation = serving.evaluation
+    if evaluation is None or evaluation.scenario is None:
+        return None
+    place = index_for(evaluation).get(str(evaluation.scenario["com"]))
+    return Scenario.model_validate({**evaluation.scenario, "place_name": place.name if place else None})
+
+
 @router.get("/model", response_model=ModelInfo, summary="The served model", responses=NO_MODEL)
-async def model_info(serving: ServingDep) -> ModelInfo:
+async def model_info(serving: ServingDep, settings: SettingsDep) -> ModelInfo:
     """Identity, training metrics by split, training data, the gate it was registered with, how
-    to load it outside the API (MLflow pyfunc, Spark), and the record schema with French and
-    English labels and the allowed codes of every field."""
+    to load it outside the API (MLflow pyfunc, Spark), the seed project's numbers, a typical real
+    accident, the input limits, and the record schema with French and English labels and the
+    allowed codes of every field (``GET /places`` looks commune codes up by name)."""
     model = serving.model
     info = model.info
     return ModelInfo(
@@ -99,6 +113,9 @@ async def model_info(serving: ServingDep) -> ModelInfo:
             for name, (fr, en) in DERIVED_LABELS.items()
             if name in model.spec.columns
         ],
+        seed_project=SEED_PROJECT,
+        scenario=scenario(serving),
+        limits=Limits(max_upload_bytes=settings.max_upload_bytes, max_batch=settings.max_batch),
     )
 
 
@@ -113,7 +130,8 @@ async def model_info(serving: ServingDep) -> ModelInfo:
 )
 async def model_evaluation(serving: ServingDep) -> EvaluationResponse:
     """Confusion matrix at the model threshold, ROC and PR curves, the per-threshold table
-    (0 to 1 by 0.01, to recompute the matrix at any threshold) and feature importance."""
+    (0 to 1 by 0.01, to recompute the matrix at any threshold), feature importance, the
+    reliability diagram and ECE of the validation and test splits, and metrics per slice."""
     evaluation = serving.evaluation
     if evaluation is None:
         raise HTTPException(
@@ -142,5 +160,10 @@ async def model_evaluation(serving: ServingDep) -> EvaluationResponse:
                 )
                 for row in evaluation.importance
             ],
+            "calibration": [
+                {"split": split, "ece": evaluation.metrics.get(split, {}).get("ece"), "bins": bins}
+                for split, bins in evaluation.calibration.items()
+            ],
+            "slices": evaluation.slices,
         }
     )

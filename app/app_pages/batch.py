@@ -288,6 +288,8 @@ def show_result(result: BatchResult, info: ModelInfo) -> None:
     rejects(result)
 
 
+MEGABYTE = 1024 * 1024
+
 status = layout.require_ready(layout.api_status())
 info = layout.model_info(status)
 
@@ -297,11 +299,15 @@ st.markdown(
     "form, `;` or `,` separated; add `Num_Acc` to keep your ids and `severe` to compare with the real "
     "outcomes), or a **zip of a year's four raw BAAC tables** (caractéristiques, lieux, véhicules, usagers)."
 )
+# The API's own limit (API_MAX_UPLOAD_MB), in whole megabytes as the widget takes it.
+upload_mb = max(1, info.limits.max_upload_bytes // MEGABYTE)
 uploaded = st.file_uploader(
-    "Accident records (.csv) or raw BAAC tables (.zip)",
+    f"Accident records (.csv) or raw BAAC tables (.zip), up to {upload_mb} MB",
     type=["csv", "zip", "gz", "txt"],
     key="batch_upload",
-    help="Scored by the API with the batch job's code; nothing is kept after the session.",
+    max_upload_size=upload_mb,
+    help="Scored by the API with the batch job's code; nothing is kept after the session. "
+    f"The API refuses files over {upload_mb} MB.",
 )
 if uploaded is None:
     forget_upload()

@@ -1,27 +1,28 @@
-"""Model evaluation: the test-year confusion matrix at any threshold, ROC and PR curves, importance."""
+"""Model evaluation: the test-year confusion matrix at any threshold, ROC and PR curves, calibration,
+where the model is weakest (slices) and feature importance. Every number comes from the API."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from api.schemas import EvaluationResponse
+from api.schemas import EvaluationResponse, SliceReport
 from app import charts, layout
-from app.formatting import count, percent, signed_points
-from pipeline.metrics import rates
+from app.formatting import count, decimal, percent, signed_points
 
 TOP_FEATURES = 15
+COUNTS = ("tn", "fp", "fn", "tp")
+RATES = ("accuracy", "precision", "recall", "f1")
 
 
-def at_threshold(table: pd.DataFrame, threshold: float) -> dict[str, int]:
-    """Confusion counts of the table row nearest to ``threshold`` (the table steps by 0.01)."""
+def at_threshold(table: pd.DataFrame, threshold: float) -> tuple[dict[str, int], dict[str, float]]:
+    """Confusion counts and rates of the API's table row nearest to ``threshold`` (it steps by 0.01)."""
     row = table.iloc[int((table["threshold"] - threshold).abs().argmin())]
-    return {k: int(row[k]) for k in ("tn", "fp", "fn", "tp")}
+    return {k: int(row[k]) for k in COUNTS}, {k: float(row[k]) for k in RATES}
 
 
-def metric_row(cm: dict[str, int], base: dict[str, int]) -> None:
+def metric_row(cm: dict[str, int], now: dict[str, float], base: dict[str, int], ref: dict[str, float]) -> None:
     """Precision, recall, F1, accuracy and the share flagged, with the change from the model's threshold."""
-    now, ref = rates(cm), rates(base)
     moved = cm != base
     n = sum(cm.values())
     flagged = (cm["tp"] + cm["fp"]) / n if n else 0.0
@@ -44,9 +45,8 @@ def metric_row(cm: dict[str, int], base: dict[str, int]) -> None:
     )
 
 
-def curves(ev: EvaluationResponse, cm: dict[str, int], threshold: float) -> None:
+def curves(ev: EvaluationResponse, cm: dict[str, int], r: dict[str, float], threshold: float) -> None:
     """ROC and PR curves with the current threshold marked."""
-    r = rates(cm)
     negatives = cm["tn"] + cm["fp"]
     fpr = cm["fp"] / negatives if negatives else 0.0
     n = sum(cm.values())
@@ -73,6 +73,101 @@ def curves(ev: EvaluationResponse, cm: dict[str, int], threshold: float) -> None
             float(ap) if isinstance(ap, int | float) else None,
         )
         st.plotly_chart(fig, config=charts.CHART_CONFIG, key="eval_pr")
+
+
+def calibration(ev: EvaluationResponse) -> None:
+    """Reliability diagram and expected calibration error of the validation and test splits."""
+    st.subheader("Can the probabilities be read as they are?", anchor=False)
+    if not ev.calibration:
+        st.info("This model's run logged no calibration report.", icon=":material/info:")
+        return
+    names = {"valid": "Validation (training years)", "test": f"Test ({years})"}
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        fig = charts.reliability_diagram(
+            {
+                names[c.split]: ([b.predicted for b in c.bins], [b.observed for b in c.bins], c.ece)
+                for c in ev.calibration
+            }
+        )
+        st.plotly_chart(fig, config=charts.CHART_CONFIG, key="eval_reliability")
+    with right:
+        cols = st.columns(len(ev.calibration), border=True)
+        for col, curve in zip(cols, ev.calibration, strict=True):
+            col.metric(
+                f"ECE, {names[curve.split].split(' (')[0].lower()}",
+                f"{curve.ece * 100:.1f} pts" if curve.ece is not None else "—",
+                help="Expected calibration error: the accident-weighted mean gap between the predicted "
+                "probability and the observed severe rate, over ten deciles of predictions.",
+            )
+        test = next((c for c in ev.calibration if c.split == "test"), None)
+        if test is not None and test.ece is not None:
+            verdict = "close to" if test.ece <= 0.02 else "noticeably off"
+            st.markdown(
+                f"On {years}, predicted probabilities are {verdict} the observed severe rates: on average "
+                f"they are off by **{test.ece * 100:.1f} percentage points**. A point on the diagonal means "
+                "that among accidents given about that probability, that share was indeed severe."
+            )
+        st.caption(
+            "Each point is a tenth of the accidents, grouped by predicted probability. The validation split "
+            "is scored by the early-stopping model, which never saw it."
+        )
+
+
+def slice_title(group: str, name: str) -> str:
+    """``"Road category: Motorway"``; departments need no group: ``"Department 75"``."""
+    return name if name.startswith(group.split(" ")[0]) else f"{group}: {name}"
+
+
+def slice_table(report: SliceReport) -> pd.DataFrame:
+    """The slices as a readable table, flagged ones first within their group order."""
+    rows = [
+        {
+            "Flag": "⚠ weak recall" if s.flagged else "",
+            "Slice": slice_title(s.group, s.name),
+            "Accidents": s.n,
+            "Severe rate": percent(s.severe_rate),
+            "ROC-AUC": decimal(s.roc_auc),
+            "Recall": percent(s.recall),
+            "Precision": percent(s.precision),
+        }
+        for s in report.slices
+    ]
+    return pd.DataFrame(rows)
+
+
+def slices(ev: EvaluationResponse) -> None:
+    """Metrics per slice, and where the model is weakest, in words."""
+    st.subheader("Where the model is weakest", anchor=False)
+    report = ev.slices
+    if report is None:
+        st.info("This model's run logged no per-slice metrics.", icon=":material/info:")
+        return
+    overall_recall = report.overall_recall
+    flagged = sorted((s for s in report.slices if s.flagged), key=lambda s: s.recall or 0.0)
+    if flagged:
+        worst = ", ".join(f"**{slice_title(s.group, s.name)}** (recall {percent(s.recall)})" for s in flagged[:5])
+        st.warning(
+            f"The model finds far fewer of the severe accidents in {len(flagged)} "
+            f"slice{'s' if len(flagged) > 1 else ''} than overall (recall {percent(overall_recall)} at the "
+            f"threshold). Weakest: {worst}. Treat its predictions there with more caution.",
+            icon=":material/warning:",
+        )
+    else:
+        st.success(
+            f"No slice of at least {count(report.min_count)} accidents has a recall more than "
+            f"{report.recall_gap * 100:.0f} points below overall ({percent(overall_recall)}).",
+            icon=":material/check_circle:",
+        )
+    table = slice_table(report)
+    # Tall enough for every row: the flags must not hide below a scroll bar.
+    st.dataframe(table, hide_index=True, height=35 * (len(table) + 1) + 3)
+    st.caption(
+        f"Test year, at the model's threshold ({report.threshold:.3f}). Flagged: recall more than "
+        f"{report.recall_gap * 100:.0f} points below overall, on at least {count(report.min_count)} accidents. "
+        "A low recall often comes with a low severe rate (in Paris, few accidents are severe), "
+        "so the same threshold flags few of them."
+    )
 
 
 def importance(ev: EvaluationResponse) -> None:
@@ -117,9 +212,9 @@ threshold = float(
         help=f"The model's own threshold is {ev.threshold:.3f} (chosen on the validation split for the best F1).",
     )
 )
-cm = at_threshold(table, threshold)
-base = at_threshold(table, model_threshold)
-metric_row(cm, base)
+cm, now = at_threshold(table, threshold)
+base, ref = at_threshold(table, model_threshold)
+metric_row(cm, now, base, ref)
 
 left, right = st.columns(2, gap="large")
 with left:
@@ -135,6 +230,10 @@ with right:
     )
     st.caption("Dotted line: the model's threshold; orange: the one chosen above.")
 
-curves(ev, cm, threshold)
+curves(ev, cm, now, threshold)
+st.divider()
+calibration(ev)
+st.divider()
+slices(ev)
 st.divider()
 importance(ev)

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-
 import pandas as pd
 import streamlit as st
-import yaml
 
 from api.schemas import ModelInfo
 from app import charts, client, layout
 from app.formatting import count, decimal, percent, signed_points, timestamp
-from pipeline.config import load_params
-from pipeline.metrics import SEED_PROJECT
-
-log = logging.getLogger(__name__)
 
 METRIC_NAMES = {
     "roc_auc": "ROC-AUC",
@@ -36,12 +29,8 @@ METRIC_HELP = {
 
 
 def gate_minimums(info: ModelInfo) -> dict[str, float]:
-    """Gate minimums by metric, from params.yaml (the API's copy when the file is unreadable)."""
-    try:
-        gate = load_params().registry.gate.model_dump()
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        log.warning("cannot read the gate from params.yaml: %s", exc)
-        gate = dict(info.gate.thresholds or {}) if info.gate else {}
+    """Gate minimums by metric, as the API reports them."""
+    gate = dict(info.gate.thresholds or {}) if info.gate else {}
     return {metric: float(gate[key]) for key, metric in GATE_METRICS.items() if key in gate}
 
 
@@ -59,21 +48,35 @@ def model_card(info: ModelInfo) -> None:
     test = info.metrics.get("test", {})
     n, positives = test.get("n"), test.get("positives")
     share = f"; {percent(positives / n)} severe" if isinstance(n, int) and isinstance(positives, int) and n else ""
-    cols = st.columns(5, border=True)
-    cols[0].metric(
+    fit, valid, final = rows.get("fit"), rows.get("valid"), rows.get("final_model")
+    refit = final is not None and fit is not None and final != fit
+    top = st.columns(3, border=True)
+    top[0].metric(
         "Decision threshold",
         percent(info.threshold),
         help="Accidents whose probability reaches this value are predicted severe "
         "(chosen on the validation split of the training years).",
     )
-    cols[1].metric("Training years", years(info.training.train_years))
-    cols[2].metric(
+    top[1].metric("Training years", years(info.training.train_years))
+    top[2].metric("Test year", years(info.training.test_years))
+    cols = st.columns(4, border=True)
+    cols[0].metric(
         "Training accidents",
-        count(sum(rows.values())) if rows else "—",
-        help=", ".join(f"{k}: {count(v)}" for k, v in rows.items()) or "Not recorded by the training run.",
+        count(final),
+        help="Accidents the served model was fitted on"
+        + (": every accident of the training years (fit and validation splits together)." if refit else "."),
     )
-    cols[3].metric("Test year", years(info.training.test_years))
-    cols[4].metric(
+    cols[1].metric(
+        "Fit split",
+        count(fit),
+        help="Part of the training years the early-stopping model was fitted on.",
+    )
+    cols[2].metric(
+        "Validation split",
+        count(valid),
+        help="Part of the training years held out to choose the number of trees and the threshold.",
+    )
+    cols[3].metric(
         "Test accidents",
         count(n) if isinstance(n, int | float) else "—",
         help=f"Never used for fitting, early stopping or the threshold{share}.",
@@ -95,12 +98,13 @@ def test_metrics(info: ModelInfo) -> None:
         st.info("The training run recorded no test-year metrics for this model.", icon=":material/info:")
         return
     gate = gate_minimums(info)
+    seed_project = info.seed_project
     shown = [m for m in ("roc_auc", "f1", "recall", "precision", "accuracy") if m in test]
     cols = st.columns(len(shown), border=True)
     for col, metric in zip(cols, shown, strict=True):
         value = test[metric]
-        if metric in SEED_PROJECT:
-            delta = f"{signed_points(value - SEED_PROJECT[metric])} vs seed"
+        if metric in seed_project:
+            delta = f"{signed_points(value - seed_project[metric])} vs seed"
         elif metric in gate:
             delta = f"{value - gate[metric]:+.3f} vs gate"
         else:
@@ -110,7 +114,7 @@ def test_metrics(info: ModelInfo) -> None:
 
     left, right = st.columns([1, 1], gap="large")
     with left:
-        fig = charts.metric_comparison(test, SEED_PROJECT, gate, f"This model ({column.lower()})")
+        fig = charts.metric_comparison(test, seed_project, gate, f"This model ({column.lower()})")
         st.plotly_chart(fig, config=charts.CHART_CONFIG, key="overview_comparison")
     with right:
         rows = []
@@ -118,7 +122,7 @@ def test_metrics(info: ModelInfo) -> None:
             if name not in test:
                 continue
             minimum = gate.get(name)
-            seed = SEED_PROJECT.get(name)
+            seed = seed_project.get(name)
             rows.append(
                 {
                     "Metric": METRIC_NAMES[name],
@@ -137,7 +141,7 @@ def test_metrics(info: ModelInfo) -> None:
                 st.warning(f"This version did not pass the promotion gate: {reasons}.", icon=":material/warning:")
     trained_on = years(info.training.train_years) if info.training.train_years else "earlier years"
     tested_on = test_years if known_years else "a later year"
-    published = ", ".join(f"{'F1' if k == 'f1' else k} {v:.3f}" for k, v in SEED_PROJECT.items())
+    published = ", ".join(f"{'F1' if k == 'f1' else k} {v:.3f}" for k, v in seed_project.items())
     st.caption(
         f"The seed project published {published}, measured on a random split of 2021 "
         f"whose features leaked the label. This model is trained on {trained_on} and tested on {tested_on}, "

@@ -1,7 +1,9 @@
 """What-if: describe one accident, get its probability and the factors behind it; compare variants.
 
 The form is generated from ``GET /model``'s record schema (kind, group, labels, codes, bounds,
-defaults): a field added to the record shows up here without touching this page.
+defaults): a field added to the record shows up here without touching this page. It opens on
+the typical real training accident the API serves (``scenario``), and the place is picked by
+name from ``GET /places``, which sets the department, commune code and coordinates together.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from typing import Any, TypedDict
 import pandas as pd
 import streamlit as st
 
-from api.schemas import FieldInfo, ModelInfo, PredictionResponse
+from api.schemas import FieldInfo, ModelInfo, Place, PredictionResponse
 from app import charts, client, layout
 from app.client import ApiError
-from app.formatting import percent
+from app.formatting import count, percent
 
 GROUPS: Mapping[str, str] = {
     "time": ":material/schedule: Time",
@@ -38,6 +40,11 @@ MAX_SCENARIOS = 5
 KEY = "whatif."  # prefix of the form's widget keys
 RESULT = "whatif_result"
 SCENARIOS = "whatif_scenarios"
+PLACE = "whatif_place"  # the selected place's code ("" = unknown place)
+PLACE_QUERY = "whatif_place_query"
+PLACES_SEEN = "whatif_places_seen"  # code -> Place of every place listed so far
+UNKNOWN_PLACE = ""
+PLACE_RESULTS = 50
 
 
 class Scenario(TypedDict):
@@ -66,8 +73,17 @@ def display_value(field: FieldInfo, value: Any) -> str:
     return str(value)
 
 
-def field_widget(field: FieldInfo) -> Any:
-    """One input for one record field, chosen by its kind."""
+def form_defaults(info: ModelInfo) -> dict[str, Any]:
+    """The form's starting values: the API's typical real accident, else the schema's defaults."""
+    defaults = {f.name: f.default for f in info.features}
+    if info.scenario is not None:
+        defaults.update({k: v for k, v in info.scenario.record.items() if k in defaults})
+    return defaults
+
+
+def field_widget(field: FieldInfo, default: Any) -> Any:
+    """One input for one record field, chosen by its kind, starting at ``default``."""
+    field = field.model_copy(update={"default": default})
     key = KEY + field.name
     help_text = f"{field.label_fr} · `{field.name}`"
     if field.minimum == -1:
@@ -131,6 +147,7 @@ def sections(fields: Sequence[FieldInfo]) -> list[tuple[str | None, list[FieldIn
 
 def record_form(info: ModelInfo) -> tuple[bool, str, dict[str, Any]]:
     """The form: (submitted, scenario name, record)."""
+    defaults = form_defaults(info)
     present = [f.group for f in info.features]
     groups = list(dict.fromkeys([*(g for g in GROUPS if g in present), *present]))
     record: dict[str, Any] = {}
@@ -145,7 +162,7 @@ def record_form(info: ModelInfo) -> tuple[bool, str, dict[str, Any]]:
                         cols = st.columns(COLUMNS)
                         for col, field in zip(cols, fields[start : start + COLUMNS], strict=False):
                             with col:
-                                record[field.name] = field_widget(field)
+                                record[field.name] = field_widget(field, defaults.get(field.name))
         left, right = st.columns([3, 1], vertical_alignment="bottom")
         n = len(st.session_state.get(SCENARIOS, []))
         name = left.text_input("Scenario name", placeholder=f"Scenario {n + 1}", key="whatif_name")
@@ -159,9 +176,71 @@ def record_form(info: ModelInfo) -> tuple[bool, str, dict[str, Any]]:
 
 
 def reset_form() -> None:
-    """Forget every form value: the widgets come back with the schema's defaults."""
-    for key in [k for k in st.session_state if str(k).startswith(KEY)]:
+    """Forget every form value and the place: the widgets come back with the typical accident."""
+    for key in [k for k in st.session_state if str(k).startswith(KEY) or k in (PLACE, PLACE_QUERY)]:
         del st.session_state[key]
+
+
+# --- the place, by name
+
+
+def place_label(place: Place | None) -> str:
+    """``"Lyon 3e Arrondissement (69383, dep 69) · 1,234 training accidents"``."""
+    if place is None:
+        return "Unknown place (no commune, no coordinates)"
+    accidents = f"{count(place.accidents)} training accident{'' if place.accidents == 1 else 's'}"
+    return f"{place.name} ({place.code}, dep {place.dep}) · {accidents}"
+
+
+def apply_place() -> None:
+    """Set the department, commune and coordinates of the form from the selected place."""
+    code = st.session_state.get(PLACE, UNKNOWN_PLACE)
+    place: Place | None = st.session_state.get(PLACES_SEEN, {}).get(code)
+    if place is None:
+        st.session_state[KEY + "com"] = ""
+        st.session_state[KEY + "lat"] = None
+        st.session_state[KEY + "long"] = None
+        return
+    st.session_state[KEY + "dep"] = place.dep
+    st.session_state[KEY + "com"] = place.code
+    st.session_state[KEY + "lat"] = place.lat
+    st.session_state[KEY + "long"] = place.long
+
+
+def place_picker(info: ModelInfo) -> None:
+    """Search a commune by name; picking one fills the place fields of the form."""
+    seen: dict[str, Place] = st.session_state.setdefault(PLACES_SEEN, {})
+    start = info.scenario.com if info.scenario is not None else UNKNOWN_PLACE
+    if start and start not in seen:
+        try:
+            seen.update({p.code: p for p in client.places(start, limit=1).places if p.code == start})
+        except ApiError as exc:
+            layout.show_api_error(exc, "Looking the place up")
+    left, right = st.columns([1, 2], vertical_alignment="bottom")
+    query = left.text_input(
+        "Search a commune",
+        key=PLACE_QUERY,
+        placeholder="e.g. Lyon, Marseille 8e, Saint-Étienne, 69383",
+        help="Name or INSEE code; Paris, Lyon and Marseille are listed by arrondissement, as in BAAC.",
+    )
+    try:
+        found = client.places(query, limit=PLACE_RESULTS)
+    except ApiError as exc:
+        layout.show_api_error(exc, "Searching places")
+        return
+    seen.update({p.code: p for p in found.places})
+    selected = st.session_state.get(PLACE, start)
+    codes = list(dict.fromkeys([selected, *(p.code for p in found.places), UNKNOWN_PLACE]))
+    right.selectbox(
+        f"Place of the accident ({count(found.total)} matching, most training accidents first)",
+        codes,
+        index=0,  # the current place (the typical accident's at first)
+        key=PLACE,
+        format_func=lambda code: place_label(seen.get(code)),
+        on_change=apply_place,
+        help="Sets the department, the commune code and the coordinates (the centre of the commune's "
+        "training accidents) together. Choose 'Unknown place' to leave the commune and coordinates empty.",
+    )
 
 
 # --- the prediction
@@ -318,9 +397,25 @@ info = layout.model_info(status)
 st.title("What-if", anchor=False)
 st.markdown(
     "Describe an accident, field by field as in the BAAC files, and see how likely it is to be severe and "
-    "why. Every field starts at a typical value; unknown optional fields can be left empty."
+    "why. Unknown optional fields can be left empty."
 )
-st.button("Reset the form to its defaults", on_click=reset_form, icon=":material/restart_alt:", key="whatif_reset")
+scenario_info = info.scenario
+if scenario_info is not None:
+    where = scenario_info.place_name or f"commune {scenario_info.com}"
+    st.info(
+        f"The form opens on a **real accident of the training data** (BAAC no. {scenario_info.accident_id}, "
+        f"{'severe' if scenario_info.severe else 'not severe'}) in **{where}**, the place with the most "
+        f"training accidents ({count(scenario_info.commune_accidents)}). Of the accidents there with every field "
+        f"known, it is the one that matches the most of the place's most common values "
+        f"({scenario_info.fields_matching_mode} of {scenario_info.fields_compared} fields).",
+        icon=":material/info:",
+    )
+else:
+    st.caption("This model carries no typical accident: the form starts at the schema's default values.")
+place_picker(info)
+st.button(
+    "Reset the form to the typical accident", on_click=reset_form, icon=":material/restart_alt:", key="whatif_reset"
+)
 submitted, name, record = record_form(info)
 if submitted:
     try:
