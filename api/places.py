@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
@@ -17,6 +18,7 @@ from typing import Any
 
 from api.schemas import Place
 
+log = logging.getLogger(__name__)
 COMMUNES_FILE = Path(__file__).resolve().parent.parent / "data" / "places" / "communes.json.gz"
 MAX_LIMIT = 100  # most places one search returns (the ``limit`` query parameter's bound)
 MAX_QUERY = 100  # longest accepted search text
@@ -31,9 +33,14 @@ def fold(text: str) -> str:
 
 @lru_cache(maxsize=1)
 def official_list(path: Path = COMMUNES_FILE) -> tuple[dict[str, Any], ...]:
-    """The vendored communes and municipal arrondissements (read once)."""
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        return tuple(json.load(f))
+    """The vendored communes and municipal arrondissements (read once); empty, and logged, when the
+    deployment did not ship the file: places then have no names, predictions are unaffected."""
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            return tuple(json.load(f))
+    except (OSError, ValueError) as exc:
+        log.error("no commune list at %s, GET /places will be empty: %s", path, exc)
+        return ()
 
 
 class PlaceIndex:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -121,3 +122,11 @@ def test_docs_and_redoc_load_nothing_from_elsewhere(client: TestClient) -> None:
         for url in urls:
             if not url.endswith(".json"):
                 assert client.get(url).status_code == 200, url
+
+
+def test_a_missing_commune_list_leaves_places_empty_not_broken(tmp_path: Path) -> None:
+    official_list.cache_clear()
+    try:
+        assert official_list(tmp_path / "absent.json.gz") == ()
+    finally:
+        official_list.cache_clear()
