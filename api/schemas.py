@@ -1,55 +1,19 @@
-"""Request and response bodies, built on ``pipeline.records.AccidentRecord`` (not redefined here)."""
+"""Request and response bodies; the accident record is ``pipeline.records.AccidentRecord`` (not redefined here)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.records import RECORD_FIELDS
-from pipeline.records import AccidentRecord as PipelineRecord
+from pipeline.records import AccidentRecord as _Record
 
 if TYPE_CHECKING:
-    _RecordBase = BaseModel
+    AccidentRecord = BaseModel
 else:
-    # Built at import time from RECORD_FIELDS; type checkers only know it is a BaseModel.
-    _RecordBase = PipelineRecord
-_NUMERIC = frozenset(f.name for f in RECORD_FIELDS if f.kind in ("code", "int", "float"))
-
-
-class _CheckedRecord(_RecordBase):
-    """The record with its numeric fields checked one by one: only used to report errors."""
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _numbers_are_numbers(cls, value: Any, info: ValidationInfo) -> Any:
-        # pydantic's lax mode would read "2" or true as 2; the schema says number.
-        if isinstance(value, (str, bool)) and info.field_name in _NUMERIC:
-            raise PydanticCustomError(
-                "number_type", "Input should be a JSON number, not {kind}", {"kind": type(value).__name__}
-            )
-        return value
-
-
-class AccidentRecord(_RecordBase):
-    """One accident as the model sees it, coded as in the ONISR codebook (``GET /model`` lists
-    the fields, their labels and allowed codes). Every field is optional and defaults to the
-    documented value; unknown fields are refused. Numeric fields take JSON numbers only (an
-    integer field accepts ``2`` or ``2.0``, not ``"2"`` nor ``true``)."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _numbers_are_numbers(cls, data: Any) -> Any:
-        # One pass over the body instead of a validator call per field (~12 us a record). A
-        # string or a bool in a numeric field: ``_CheckedRecord`` raises the very errors a
-        # per-field validator gives, alongside the record's other errors.
-        if isinstance(data, dict):
-            for name, value in data.items():
-                if isinstance(value, (str, bool)) and name in _NUMERIC:
-                    _CheckedRecord.model_validate(data)
-        return data
+    # Built at import time from RECORD_FIELDS (the one definition); type checkers only know it is a BaseModel.
+    AccidentRecord = _Record
 
 
 def rows_of(frame: pd.DataFrame) -> list[dict[str, Any]]:
