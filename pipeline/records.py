@@ -370,7 +370,7 @@ def _allowed_sets() -> dict[str, frozenset[Any]]:
     return {f.name: frozenset(f.allowed()) for f in RECORD_FIELDS if f.kind in ("code", "dep")}
 
 
-MISSING_TEXT: tuple[str, ...] = ("", "N/A", "NA", "nan", "None")  # cells, once stripped, that mean "unknown"
+MISSING_TOKENS: tuple[str, ...] = ("", "N/A", "NA", "nan", "None")  # cells, once stripped, that mean "unknown"
 
 
 @cache
@@ -403,7 +403,7 @@ def _numbers(raw: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     text = raw
     if raw.dtype == object or pd.api.types.is_string_dtype(raw.dtype):
         text = raw.astype("string").str.strip()
-        text = text.where(~text.isin(MISSING_TEXT)).str.replace(",", ".", regex=False)
+        text = text.where(~text.isin(MISSING_TOKENS)).str.replace(",", ".", regex=False)
     values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     missing = text.isna().to_numpy()
     return values, missing, np.isnan(values) & ~missing
@@ -466,7 +466,7 @@ def check_records(frame: pd.DataFrame, first_line: int = 2) -> tuple[pd.DataFram
         raw = frame[spec.name]
         if spec.kind in ("com", "dep"):
             text = raw.astype("string").str.strip()
-            text = text.where(~text.isin(MISSING_TEXT))
+            text = text.where(~text.isin(MISSING_TOKENS))
             if spec.kind == "com":
                 com = text.astype("string").str.upper()
                 invalid = (~com.str.fullmatch(COM_PATTERN[1:-1]).fillna(True)).to_numpy()
