@@ -3,9 +3,12 @@ bit-for-bit equality with ``evaluate``, and every kind of bad input through the 
 
 from __future__ import annotations
 
+import gzip
 import json
 import multiprocessing
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -19,25 +22,26 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipeline.batch import flat, loading, run
+from pipeline.batch import flat, loading, run, stop
 from pipeline.batch.cli import main
 from pipeline.batch.flat_checks import numeric_or_text, physical_lines
 from pipeline.batch.inputs import extract_zip
-from pipeline.batch.limits import ByteBudget
+from pipeline.batch.limits import ByteBudget, LimitExceeded, Limits
 from pipeline.batch.loading import ModelUnavailable, model_uri
 from pipeline.batch.outputs import sibling
 from pipeline.batch.run import score_to_files
 from pipeline.batch.summary import outcome_metrics
-from pipeline.cli import EXIT_INPUT, EXIT_INTERRUPTED, EXIT_IO, EXIT_MODEL
+from pipeline.cli import EXIT_INPUT, EXIT_INTERRUPTED, EXIT_IO, EXIT_MODEL, EXIT_TERMINATED
 from pipeline.errors import InputError
 from pipeline.records import ID_COLUMN, RECORD_COLUMNS, TARGET
 from pipeline.settings import PipelineSettings
-from pipeline.storage import sha256_of
+from pipeline.storage import atomic_paths, sha256_of
 
 ROOT = Path(__file__).resolve().parent.parent
 CARAC_2021 = "carcteristiques-2021.csv"
@@ -372,6 +376,25 @@ def test_ctrl_c_mid_run_leaves_no_output(trained, flat_2021: Path, tmp_path: Pat
     assert outputs(out) == []
 
 
+def test_a_stop_request_ends_the_run_at_the_next_block(
+    trained, flat_2021: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """What the SIGTERM handler does, without the signal: the run stops between blocks, exit 143."""
+    original = run.output_frame
+
+    def terminated(*args: Any, **kwargs: Any) -> pd.DataFrame:
+        stop.request_stop(signal.SIGTERM)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(run, "output_frame", terminated)
+    out = tmp_path / "scores.parquet"
+    code, err = cli(capsys, flat_2021, "-o", out, "--model", trained.model_dir, "--block-size", 20_000)
+    assert code == EXIT_TERMINATED
+    assert error_line(err) == "error: terminated, nothing written"
+    assert outputs(out) == []
+    stop.check_stop()  # the request ended with the run
+
+
 def test_rerun_is_idempotent(trained, records, tmp_path: Path, capsys) -> None:
     path, _ = corrupt_flat(records[2021], tmp_path / "records.csv")
     runs = []
@@ -502,6 +525,125 @@ def test_zip_with_a_link_is_refused(tmp_path: Path) -> None:
         zf.writestr(link, "/etc/passwd")
     with pytest.raises(InputError, match="symbolic link"):
         extract_zip(archive, tmp_path, ByteBudget(None))
+
+
+def test_output_that_is_the_input_is_refused(trained, flat_2021: Path, tmp_path: Path, capsys) -> None:
+    before = flat_2021.read_bytes()
+    link = tmp_path / "link.parquet"
+    link.hardlink_to(flat_2021)  # another name, the same file
+    for out in (flat_2021, link):
+        code, err = cli(capsys, flat_2021, "-o", out, "--model", trained.model_dir)
+        assert code == EXIT_INPUT and "would overwrite an input file" in error_line(err)
+    assert flat_2021.read_bytes() == before
+
+
+def test_fifo_input_and_device_output_are_refused(trained, flat_2021: Path, tmp_path: Path, capsys) -> None:
+    fifo = tmp_path / "records.csv.fifo"
+    os.mkfifo(fifo)
+    code, err = cli(capsys, fifo, "-o", tmp_path / "scores.parquet", "--model", trained.model_dir)
+    assert code == EXIT_INPUT and "not a regular file" in error_line(err)
+    folder = tmp_path / "with-fifo"
+    folder.mkdir()
+    os.mkfifo(folder / "caracteristiques-2021.csv")
+    code, err = cli(capsys, folder, "-o", tmp_path / "scores.parquet", "--model", trained.model_dir)
+    assert code == EXIT_INPUT and "not a regular file" in error_line(err)
+    out_fifo = tmp_path / "out.parquet"
+    os.mkfifo(out_fifo)
+    code, err = cli(capsys, flat_2021, "-o", out_fifo, "--model", trained.model_dir)
+    assert code == EXIT_INPUT and "not a regular file" in error_line(err)
+    assert out_fifo.is_fifo()
+    code, err = cli(capsys, flat_2021, "-o", "/dev/null", "--model", trained.model_dir)
+    assert code == EXIT_INPUT and "not a regular file" in error_line(err)
+    assert Path("/dev/null").is_char_device()
+
+
+def test_outputs_are_published_all_together_or_not_at_all(tmp_path: Path, monkeypatch) -> None:
+    dests = [tmp_path / name for name in ("a.csv", "b.json", "c.parquet")]
+    for dest in dests:
+        dest.write_text("old")
+    replace = Path.replace
+    failed: list[Path] = []
+
+    def fail_on_parquet(self: Path, target: Any) -> Path:
+        """The new Parquet file cannot be renamed into place (once: its old file can be put back)."""
+        if Path(target).name == "c.parquet" and self.read_text() == "new" and not failed:
+            failed.append(self)
+            raise OSError(28, "No space left on device (injected)")
+        return replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", fail_on_parquet)
+    with pytest.raises(OSError, match="No space left"), atomic_paths(*dests) as temps:
+        for tmp in temps:
+            tmp.write_text("new")
+    assert [d.read_text() for d in dests] == ["old", "old", "old"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.json", "c.parquet"]  # no debris
+    monkeypatch.setattr(Path, "replace", replace)
+    (tmp_path / "d.csv").write_text("")
+    with atomic_paths(tmp_path / "d.csv", tmp_path / "new.json") as temps:
+        for tmp in temps:
+            tmp.write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.json", "c.parquet", "d.csv", "new.json"]
+
+
+def test_limits_are_counted_while_reading(trained, records, tmp_path: Path) -> None:
+    """Expanded bytes of gz (alone or inside a zip) and of zips, and rows: LimitExceeded, no output."""
+    text = records[2021].to_csv(sep=";", index=False).encode()
+    plain = tmp_path / "records.csv"
+    plain.write_bytes(text)
+    gz = tmp_path / "records.csv.gz"
+    gz.write_bytes(gzip.compress(text))
+    archive = tmp_path / "records.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("inner/records.csv.gz", gzip.compress(text))
+    raw_zip = tmp_path / "baac.zip"
+    with zipfile.ZipFile(raw_zip, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted((ROOT / "tests/data/baac/2021").iterdir()):
+            zf.write(f, f.name)
+    out = tmp_path / "out" / "scores.parquet"
+    small = Limits(max_expanded_bytes=len(text) - 1)
+    for path in (plain, gz, archive, raw_zip):
+        with pytest.raises(LimitExceeded) as exc:
+            score_to_files([path], out, trained.model, limits=small)
+        assert exc.value.limit == "max_expanded_bytes" and f"{len(text) - 1:,} bytes" in str(exc.value)
+    with pytest.raises(LimitExceeded, match="100 rows"):
+        score_to_files([gz], out, trained.model, limits=Limits(max_rows=100), block_size=8192)
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+    summary = score_to_files([archive], out, trained.model, limits=Limits(max_expanded_bytes=len(text)))
+    assert summary["counts"]["input_rows"] == len(records[2021])
+
+
+@pytest.mark.slow
+def test_sigterm_cleans_up_and_exits_143(registry, records, tmp_path: Path) -> None:
+    """SIGTERM mid-run (docker stop): exit 143, one line, no output, no temporary file, no child left."""
+    frame = records[2021].iloc[np.arange(100_000) % len(records[2021])].reset_index(drop=True)
+    frame[ID_COLUMN] = np.arange(1, len(frame) + 1)  # resampled real rows, renumbered
+    path = flat_csv(frame, tmp_path / "records.csv")
+    out = tmp_path / "out" / "scores.parquet"
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp), "MLFLOW_TRACKING_URI": registry.tracking_uri}
+    job = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.score", path, "-o", out, "--n-jobs", "1"],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    parent = psutil.Process(job.pid)
+    deadline = time.monotonic() + 60
+    children: list[psutil.Process] = []
+    while not children and time.monotonic() < deadline:  # the model lookup has started
+        children = parent.children(recursive=True)
+        time.sleep(0.05)
+    assert children, "no lookup process"
+    job.send_signal(signal.SIGTERM)
+    _, err = job.communicate(timeout=60)
+    assert job.returncode == EXIT_TERMINATED, err
+    assert error_line(err) == "error: terminated, nothing written"
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+    assert list(tmp.iterdir()) == []
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == []
 
 
 def test_physical_lines() -> None:

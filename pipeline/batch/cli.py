@@ -7,23 +7,18 @@ import contextlib
 import logging
 import os
 import signal
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 
 from pipeline.batch.flat import BLOCK_SIZE, MIN_BLOCK_SIZE
 from pipeline.batch.loading import ModelUnavailable, start_model_load
 from pipeline.batch.run import score_to_files
+from pipeline.batch.stop import Stopped, stop_on_signals
 from pipeline.batch.summary import DEFAULT_MAX_REJECT_RATE
 from pipeline.cli import EXIT_INPUT, EXIT_INTERRUPTED, EXIT_IO, EXIT_MODEL, EXIT_TERMINATED, fail, setup_logging
 from pipeline.errors import InputError
 
 log = logging.getLogger(__name__)
-
-
-class Terminated(BaseException):
-    """SIGTERM arrived: unwound like Ctrl-C, so that temporary files and the lookup process go too."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,28 +77,11 @@ def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-@contextlib.contextmanager
-def sigterm_unwinds() -> Iterator[None]:
-    """While inside, SIGTERM raises ``Terminated`` in the main thread (as Ctrl-C raises KeyboardInterrupt)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def terminate(signum: int, frame: FrameType | None) -> None:
-        raise Terminated
-
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: score files to Parquet; returns the exit code."""
     args = build_parser().parse_args(argv)
     setup_logging()
-    with sigterm_unwinds():
+    with stop_on_signals():
         try:
             for path in args.inputs:  # the commonest mistake, reported before anything slow starts
                 if not path.exists():
@@ -130,8 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return fail(f"file system error, nothing written: {exc}", EXIT_IO)
         except KeyboardInterrupt:
             return fail("interrupted, nothing written", EXIT_INTERRUPTED)
-        except Terminated:
-            return fail("terminated, nothing written", EXIT_TERMINATED)
+        except Stopped as stop:
+            if stop.signum == signal.SIGTERM:
+                return fail("terminated, nothing written", EXIT_TERMINATED)
+            return fail("interrupted, nothing written", EXIT_INTERRUPTED)
     counts = summary["counts"]
     log.info(
         "scored %d of %d rows (%d rejected, %d predicted severe) -> %s",

@@ -22,6 +22,7 @@ from pipeline.batch.batches import Batch, score_records
 from pipeline.batch.flat_checks import NUMERIC, CheckedBlock, FlatState, InvalidRows, check_block
 from pipeline.batch.inputs import FlatSource, is_gzip
 from pipeline.batch.loading import ModelRef, loaded_model
+from pipeline.batch.stop import check_stop, wait_for
 from pipeline.errors import InputError
 from pipeline.records import MISSING_TOKENS
 
@@ -46,6 +47,7 @@ def flat_batches(
     pending: deque[tuple[CheckedBlock, Future[Scores]]] = deque()
     try:
         for block, read_seconds in read_blocks(source, block_size, invalid):
+            check_stop()
             checked = check_block(block, source, state, invalid)
             checked.timings["read"] = read_seconds
             pending.append((checked, pool.submit(_timed_scores, checked, model)))
@@ -157,7 +159,7 @@ def _timed_scores(checked: CheckedBlock, model: ModelRef) -> Scores:
 
 def scored_batch(checked: CheckedBlock, future: Future[Scores], *, with_features: bool = False) -> Batch:
     """A checked block and its scores, once they are ready."""
-    proba, label, seconds = future.result()
+    proba, label, seconds = wait_for(future)
     return Batch(
         ids=checked.ids,
         proba=proba,

@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any, cast
 
 from pipeline.batch.limits import DEFAULT_LIMITS, ByteBudget, Limits
+from pipeline.batch.stop import check_stop
 from pipeline.errors import InputError
 from pipeline.ingest import SCHEMA, identify
 from pipeline.records import ID_COLUMN, RECORD_COLUMNS, TARGET
@@ -161,6 +162,7 @@ def extract_zip(archive: Path, folder: Path, budget: ByteBudget) -> list[InputFi
             try:
                 with zf.open(member) as src, dest.open("wb") as dst:
                     for chunk in iter(lambda: src.read(READ_CHUNK), b""):
+                        check_stop()
                         budget.add(len(chunk), name)
                         dst.write(chunk)
             # zipfile raises RuntimeError for encrypted members, NotImplementedError for odd compressions.
@@ -286,6 +288,7 @@ def count_text(file: InputFile, budget: ByteBudget) -> str:
     try:
         with open_data(file.path) as fh:
             for block in iter(lambda: fh.read(READ_CHUNK << 2), b""):
+                check_stop()
                 budget.add(len(block), file.name)
                 check.feed(block)
     except (OSError, EOFError, zlib.error) as exc:

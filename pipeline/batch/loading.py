@@ -14,6 +14,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
+from pipeline.batch.stop import wait_for
 from pipeline.resolve import ModelLoadError, ResolvedModel, is_mlflow_uri, resolve
 from pipeline.settings import PipelineSettings
 
@@ -31,8 +32,8 @@ class ModelUnavailable(RuntimeError):
 
 
 def loaded_model(model: ModelRef) -> LoadedModel:
-    """The model, once loaded (waits for a background load)."""
-    return model.result() if isinstance(model, Future) else model
+    """The model, once loaded (waits for a background load, or until a stop is requested)."""
+    return wait_for(model) if isinstance(model, Future) else model
 
 
 def model_uri(spec: str | None, settings: PipelineSettings) -> str:

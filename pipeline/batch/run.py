@@ -20,6 +20,7 @@ from pipeline.batch.limits import DEFAULT_LIMITS, Limits, check_rows
 from pipeline.batch.loading import ModelRef, loaded_model
 from pipeline.batch.outputs import OutputFiles, now, output_frame, output_paths
 from pipeline.batch.raw import raw_batch
+from pipeline.batch.stop import check_stop
 from pipeline.batch.summary import DEFAULT_MAX_REJECT_RATE, Tally, check_policy, run_summary
 from pipeline.errors import InputError
 from pipeline.records import ID_COLUMN
@@ -58,6 +59,7 @@ def score_to_files(
             tqdm(unit=" rows", desc="scoring", disable=not (progress and sys.stderr.isatty()), leave=False)
         )
         for batch in iter_batches(source, model, with_features=with_features, block_size=block_size):
+            check_stop()
             tally.add(batch)
             check_rows(tally.input_rows, limits, source_name(source))
             write_start = time.perf_counter()
