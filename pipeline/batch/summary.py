@@ -11,7 +11,6 @@ import pandas as pd
 from pipeline.batch.batches import Batch
 from pipeline.batch.inputs import FlatSource, Source, input_files, source_name
 from pipeline.errors import InputError
-from pipeline.metrics import classification_metrics, confusion
 
 if TYPE_CHECKING:
     from pipeline.model import LoadedModel
@@ -95,6 +94,10 @@ def score_distribution(proba: np.ndarray) -> dict[str, Any]:
 
 def outcome_metrics(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, Any] | None:
     """Metrics and confusion matrix against the known outcomes, with ``evaluate``'s functions."""
+    # Imported here: scikit-learn costs ~1 s of CPU to import, which at the top would delay the
+    # start of every run; by now the model's loader has imported it (XGBoost does) in its thread.
+    from pipeline.metrics import classification_metrics, confusion
+
     known = ~np.isnan(y)
     if not known.any():
         return None
