@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 
 from pipeline.storage import atomic_path
 
@@ -37,18 +40,33 @@ class Job:
     _csv_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def csv(self) -> Path:
-        """The scored rows as CSV, written on first request (most clients only want one format)."""
+        """The scored rows as CSV, written on first request (most clients only want one format),
+        one Parquet row group at a time."""
         path = self.parquet.with_suffix(".csv")
         with self._csv_lock:
             if not path.exists():
-                with atomic_path(path) as tmp:
-                    pd.read_parquet(self.parquet).to_csv(tmp, index=False)
+                with atomic_path(path) as tmp, pq.ParquetFile(self.parquet) as parquet:
+                    options = pa_csv.WriteOptions(quoting_style="needed")
+                    with pa_csv.CSVWriter(tmp, parquet.schema_arrow, write_options=options) as writer:
+                        for group in range(parquet.num_row_groups):
+                            writer.write_table(parquet.read_row_group(group))
         return path
 
     def page(self, page: int, page_size: int) -> pd.DataFrame:
-        """Rows ``(page - 1) * page_size`` onwards of the scored output."""
+        """Rows ``(page - 1) * page_size`` onwards of the scored output: only the row groups that hold them."""
         start = (page - 1) * page_size
-        return pd.read_parquet(self.parquet).iloc[start : start + page_size]
+        with pq.ParquetFile(self.parquet) as parquet:
+            tables: list[pa.Table] = []
+            offset = first = 0  # offset: first row of the current group; first: of the first group read
+            for group in range(parquet.num_row_groups):
+                rows = parquet.metadata.row_group(group).num_rows
+                if offset + rows > start and offset < start + page_size:
+                    first = offset if not tables else first
+                    tables.append(parquet.read_row_group(group))
+                offset += rows
+            if not tables:
+                return parquet.schema_arrow.empty_table().to_pandas()
+            return pa.concat_tables(tables).slice(start - first, page_size).to_pandas()
 
 
 class JobStore:

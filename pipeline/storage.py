@@ -21,10 +21,7 @@ os.umask(_UMASK)
 _FILE_MODE = 0o666 & ~_UMASK
 
 
-@contextlib.contextmanager
-def atomic_path(dest: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``dest``; rename it over ``dest`` only if the block succeeds."""
-    dest = Path(dest)
+def _temporary_beside(dest: Path) -> Path:
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
@@ -33,11 +30,52 @@ def atomic_path(dest: Path) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(name)
     tmp.chmod(_FILE_MODE)
-    try:
+    return tmp
+
+
+@contextlib.contextmanager
+def atomic_path(dest: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``dest``; rename it over ``dest`` only if the block succeeds."""
+    with atomic_paths(Path(dest)) as (tmp,):
         yield tmp
-        tmp.replace(dest)
+
+
+@contextlib.contextmanager
+def atomic_paths(*dests: Path) -> Iterator[tuple[Path, ...]]:
+    """Yield a temporary path beside each of ``dests``; if the block succeeds, rename them all over
+    ``dests``, in order, or none: when one rename fails, the files already replaced are restored."""
+    temps: list[Path] = []
+    try:
+        for dest in dests:
+            temps.append(_temporary_beside(Path(dest)))
+        yield tuple(temps)
+        _publish(list(zip(temps, map(Path, dests), strict=True)))
     finally:
-        tmp.unlink(missing_ok=True)
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+
+
+def _publish(pairs: list[tuple[Path, Path]]) -> None:
+    """Rename each temporary file over its destination; all or nothing."""
+    done: list[tuple[Path, Path | None]] = []  # destinations replaced, and where their old file went
+    try:
+        for tmp, dest in pairs:
+            old: Path | None = None
+            if dest.exists():
+                old = _temporary_beside(dest)
+                dest.replace(old)
+            done.append((dest, old))
+            tmp.replace(dest)
+    except OSError:
+        for dest, old in reversed(done):
+            if old is not None:
+                old.replace(dest)
+            else:
+                dest.unlink(missing_ok=True)
+        raise
+    for _, old in done:
+        if old is not None:
+            old.unlink(missing_ok=True)
 
 
 def write_parquet_atomic(frame: pd.DataFrame, dest: Path) -> None:
@@ -60,8 +98,5 @@ def write_text_atomic(text: str, dest: Path) -> None:
 
 def sha256_of(path: Path) -> str:
     """SHA-256 of a file, streamed."""
-    digest = hashlib.sha256()
     with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()

@@ -3,25 +3,45 @@ bit-for-bit equality with ``evaluate``, and every kind of bad input through the 
 
 from __future__ import annotations
 
+import gzip
 import json
+import multiprocessing
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 import zipfile
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
-from pipeline import score
+from pipeline.batch import flat, loading, run, stop
+from pipeline.batch.cli import main
+from pipeline.batch.flat_checks import numeric_or_text, physical_lines
+from pipeline.batch.inputs import extract_zip
+from pipeline.batch.limits import ByteBudget, LimitExceeded, Limits
+from pipeline.batch.loading import ModelUnavailable, model_uri
+from pipeline.batch.outputs import sibling
+from pipeline.batch.run import score_to_files
+from pipeline.batch.summary import outcome_metrics
+from pipeline.cli import EXIT_INPUT, EXIT_INTERRUPTED, EXIT_IO, EXIT_MODEL, EXIT_TERMINATED
 from pipeline.errors import InputError
 from pipeline.records import ID_COLUMN, RECORD_COLUMNS, TARGET
 from pipeline.settings import PipelineSettings
-from pipeline.storage import sha256_of
+from pipeline.storage import atomic_paths, sha256_of
 
 ROOT = Path(__file__).resolve().parent.parent
 CARAC_2021 = "carcteristiques-2021.csv"
@@ -34,7 +54,7 @@ CARAC_2021 = "carcteristiques-2021.csv"
 def cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str]:
     """Run the CLI in process (one prediction thread); returns the exit code and stderr."""
     args = [str(a) for a in argv]
-    code = score.main(args if "--n-jobs" in args else [*args, "--n-jobs", "1"])
+    code = main(args if "--n-jobs" in args else [*args, "--n-jobs", "1"])
     return code, capsys.readouterr().err
 
 
@@ -79,6 +99,24 @@ def without_time(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.drop(columns="scored_at")
 
 
+@dataclass
+class Scored:
+    """What a run wrote, read back."""
+
+    scored: pd.DataFrame
+    rejects: pd.DataFrame
+    summary: dict[str, Any]
+
+
+def score_paths(paths: list[Path], model: Any, **options: Any) -> Scored:
+    """Run the job's orchestrator into a temporary folder and read its three outputs back."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "scores.parquet"
+        summary = score_to_files(paths, out, model, **options)
+        rejects = pd.read_csv(sibling(out, ".rejects.csv"), dtype=str, keep_default_na=False)
+        return Scored(pd.read_parquet(out), rejects.astype({"line": int}), summary)
+
+
 @pytest.fixture
 def flat_2021(records, tmp_path: Path) -> Path:
     return flat_csv(records[2021], tmp_path / "records-2021.csv")
@@ -89,7 +127,7 @@ def flat_2021(records, tmp_path: Path) -> Path:
 
 
 def test_raw_folder_is_bit_for_bit_evaluate(trained, extracts: Path) -> None:
-    result = score.score_paths([extracts / "2021"], trained.model)
+    result = score_paths([extracts / "2021"], trained.model)
     evaluated = pd.read_parquet(trained.reports / "predictions_test.parquet")
     scored = result.scored
     assert list(scored.columns) == [
@@ -154,12 +192,12 @@ def test_cli_model_by_alias_or_version(registry, extracts: Path, tmp_path: Path,
 
 def test_model_uri_forms() -> None:
     settings = PipelineSettings(model_name="m", model_alias="champion")
-    assert score.model_uri(None, settings) == "models:/m@champion"
-    assert score.model_uri("candidate", settings) == "models:/m@candidate"
-    assert score.model_uri("@candidate", settings) == "models:/m@candidate"
-    assert score.model_uri("7", settings) == "models:/m/7"
-    assert score.model_uri("models:/other/2", settings) == "models:/other/2"
-    assert score.model_uri("no/such/folder", settings) == "no/such/folder"
+    assert model_uri(None, settings) == "models:/m@champion"
+    assert model_uri("candidate", settings) == "models:/m@candidate"
+    assert model_uri("@candidate", settings) == "models:/m@candidate"
+    assert model_uri("7", settings) == "models:/m/7"
+    assert model_uri("models:/other/2", settings) == "models:/other/2"
+    assert model_uri("no/such/folder", settings) == "no/such/folder"
 
 
 def test_zip_with_nested_folders_and_list_of_files(trained, extracts: Path, tmp_path: Path) -> None:
@@ -169,16 +207,16 @@ def test_zip_with_nested_folders_and_list_of_files(trained, extracts: Path, tmp_
             zf.write(f, f"export/baac/2021/{f.name}")
         zf.writestr("__MACOSX/._lieux-2021.csv", b"junk")
     expected = trained.model.predict_frame(trained.test)
-    zipped = score.score_paths([archive], trained.model)
+    zipped = score_paths([archive], trained.model)
     assert (zipped.scored["proba"].to_numpy() == expected).all()
     assert zipped.summary["input"]["files"][0]["path"] == str(archive)
     assert any(f["path"] == f"{archive}:export/baac/2021/{CARAC_2021}" for f in zipped.summary["input"]["files"])
-    listed = score.score_paths(sorted((extracts / "2021").iterdir()), trained.model)
+    listed = score_paths(sorted((extracts / "2021").iterdir()), trained.model)
     assert (listed.scored["proba"].to_numpy() == expected).all()
 
 
 def test_flat_csv_of_real_records_scores_like_raw(trained, records, flat_2021: Path) -> None:
-    result = score.score_paths([flat_2021], trained.model)
+    result = score_paths([flat_2021], trained.model)
     assert (result.scored["proba"].to_numpy() == trained.model.predict_frame(trained.test)).all()
     assert list(result.scored["id"]) == [str(i) for i in records[2021][ID_COLUMN]]
     assert result.summary["input"]["kind"] == "flat"
@@ -193,36 +231,36 @@ def test_flat_csv_comma_latin1_no_id_no_outcome(trained, records, extracts: Path
     addresses = carac.set_index("Num_Acc").loc[records[2021][ID_COLUMN].astype(str), "adr"]
     frame.insert(0, "libellé_adresse", addresses.to_numpy())
     path = flat_csv(frame, tmp_path / "records.csv", sep=",", encoding="latin-1", errors="replace")
-    result = score.score_paths([path], trained.model)
+    result = score_paths([path], trained.model)
     assert (result.scored["proba"].to_numpy() == trained.model.predict_frame(trained.test)).all()
     assert list(result.scored["id"]) == list(range(1, len(frame) + 1))
     assert result.summary["input"]["encoding"] == "latin-1"
     assert "outcome" not in result.summary
 
 
-def test_flat_csv_gzip_in_blocks_matches_in_memory(trained, records, tmp_path: Path) -> None:
+def test_flat_csv_gzip_in_small_blocks_matches_one_block(trained, records, tmp_path: Path) -> None:
     path = flat_csv(records[2021], tmp_path / "records.csv.gz", compression="gzip")
     out = tmp_path / "scores.parquet"
-    summary = score.score_to_files([path], out, trained.model, block_size=20_000)
+    summary = score_to_files([path], out, trained.model, block_size=20_000)
     assert pq.ParquetFile(out).num_row_groups > 1
     streamed = pd.read_parquet(out)
-    in_memory = score.score_paths([path], trained.model).scored
-    pd.testing.assert_frame_equal(without_time(streamed), without_time(in_memory), check_dtype=False)
+    one_block = score_paths([path], trained.model).scored
+    pd.testing.assert_frame_equal(without_time(streamed), without_time(one_block))
     assert summary["counts"]["scored"] == len(records[2021])
 
 
-def test_with_features_and_write_result(trained, flat_2021: Path, extracts: Path, tmp_path: Path) -> None:
+def test_with_features(trained, flat_2021: Path, extracts: Path, tmp_path: Path) -> None:
     for source in (flat_2021, extracts / "2021"):
-        result = score.score_paths([source], trained.model, with_features=True)
-        assert list(result.scored.columns[9:]) == list(RECORD_COLUMNS)
         out = tmp_path / f"{source.stem}.parquet"
-        score.write_result(result, out)
+        summary = score_to_files([source], out, trained.model, with_features=True)
         back = pd.read_parquet(out)
+        assert list(back.columns[9:]) == list(RECORD_COLUMNS)
         schema = pq.read_schema(out)
         assert schema.field("vma").type == "int32" and schema.field("lat").type == "double"
-        assert (back["proba"].to_numpy() == result.scored["proba"].to_numpy()).all()
-        assert json.loads(score.sibling(out, ".summary.json").read_text())["counts"]["scored"] == len(back)
-        assert score.sibling(out, ".rejects.csv").exists()
+        assert (back["proba"].to_numpy() == trained.model.predict_frame(trained.test)).all()
+        assert summary["counts"]["scored"] == len(back)
+        assert json.loads(sibling(out, ".summary.json").read_text())["counts"]["scored"] == len(back)
+        assert sibling(out, ".rejects.csv").exists()
 
 
 # ---------------------------------------------------------------------------
@@ -248,7 +286,7 @@ def test_bad_rows_go_to_rejects_under_the_policy(trained, records, tmp_path: Pat
     out = tmp_path / "scores.parquet"
     code, err = cli(capsys, path, "-o", out, "--model", trained.model_dir, "--max-reject-rate", 0.05)
     assert code == 0, err
-    rejects = pd.read_csv(score.sibling(out, ".rejects.csv"), dtype={"id": str, "value": str})
+    rejects = pd.read_csv(sibling(out, ".rejects.csv"), dtype={"id": str, "value": str})
     last = len(frame) + 2  # header, rows, then the short line
     by_line = rejects.set_index("line")
     assert by_line.loc[4, "column"] == "lum" and by_line.loc[4, "value"] == "9"
@@ -260,7 +298,7 @@ def test_bad_rows_go_to_rejects_under_the_policy(trained, records, tmp_path: Pat
     assert list(rejects["id"][:3]) == [str(frame.loc[i, ID_COLUMN]) for i in (2, 4, 6)]
     scored = pd.read_parquet(out)
     assert len(scored) == len(frame) - 4
-    summary = json.loads(score.sibling(out, ".summary.json").read_text())
+    summary = json.loads(sibling(out, ".summary.json").read_text())
     assert summary["counts"]["rejected"] == 5
     assert summary["counts"]["input_rows"] == len(frame) + 1
     assert summary["outcome"]["rows"] == len(scored)
@@ -270,7 +308,7 @@ def test_too_many_rejects_fail_and_write_nothing(trained, records, tmp_path: Pat
     path, _ = corrupt_flat(records[2021], tmp_path / "records.csv")
     out = tmp_path / "scores.parquet"
     code, err = cli(capsys, path, "-o", out, "--model", trained.model_dir)
-    assert code == score.EXIT_INPUT
+    assert code == EXIT_INPUT
     line = error_line(err)
     assert str(path) in line and "line 4" in line and "'lum'" in line and "5 of" in line
     assert outputs(out) == []
@@ -282,7 +320,7 @@ def test_raw_unknown_code_and_duplicate_id(trained, extracts: Path, tmp_path: Pa
     rows = (folder / CARAC_2021).read_text(encoding="utf-8").rstrip("\n").split("\n")
     rows.append(rows[10])  # line 11 again, as the last line
     (folder / CARAC_2021).write_text("\n".join(rows) + "\n", encoding="utf-8")
-    result = score.score_paths([folder], trained.model, max_reject_rate=0.05)
+    result = score_paths([folder], trained.model, max_reject_rate=0.05)
     rejects = result.rejects
     assert len(result.scored) == len(trained.test) - 2
     assert rejects["line"].tolist() == [5, 11, len(rows)]
@@ -290,7 +328,7 @@ def test_raw_unknown_code_and_duplicate_id(trained, extracts: Path, tmp_path: Pa
     assert result.summary["counts"]["rejected"] == 3
     out = tmp_path / "scores.parquet"
     code, err = cli(capsys, folder, "-o", out, "--model", trained.model_dir, "--max-reject-rate", 0)
-    assert code == score.EXIT_INPUT
+    assert code == EXIT_INPUT
     line = error_line(err)
     assert CARAC_2021 in line and "line 5" in line and "'lum'" in line
     assert outputs(out) == []
@@ -314,14 +352,14 @@ def test_interrupted_write_leaves_previous_outputs_untouched(
 
     monkeypatch.setattr(pq.ParquetWriter, "write_table", fail_after_first_row_group)
     code, err = cli(capsys, flat_2021, "-o", out, "--model", trained.model_dir, "--block-size", 20_000)
-    assert code == score.EXIT_IO
+    assert code == EXIT_IO
     assert "No space left" in error_line(err)
     assert len(calls) == 2
     assert {p.name: p.read_bytes() for p in outputs(out)} == before
 
 
 def test_ctrl_c_mid_run_leaves_no_output(trained, flat_2021: Path, tmp_path: Path, capsys, monkeypatch) -> None:
-    original = score.output_frame
+    original = run.output_frame
     calls: list[int] = []
 
     def interrupted(*args, **kwargs):
@@ -330,12 +368,31 @@ def test_ctrl_c_mid_run_leaves_no_output(trained, flat_2021: Path, tmp_path: Pat
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(score, "output_frame", interrupted)
+    monkeypatch.setattr(run, "output_frame", interrupted)
     out = tmp_path / "scores.parquet"
     code, err = cli(capsys, flat_2021, "-o", out, "--model", trained.model_dir, "--block-size", 20_000)
-    assert code == score.EXIT_INTERRUPTED
+    assert code == EXIT_INTERRUPTED
     assert "interrupted" in error_line(err)
     assert outputs(out) == []
+
+
+def test_a_stop_request_ends_the_run_at_the_next_block(
+    trained, flat_2021: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """What the SIGTERM handler does, without the signal: the run stops between blocks, exit 143."""
+    original = run.output_frame
+
+    def terminated(*args: Any, **kwargs: Any) -> pd.DataFrame:
+        stop.request_stop(signal.SIGTERM)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(run, "output_frame", terminated)
+    out = tmp_path / "scores.parquet"
+    code, err = cli(capsys, flat_2021, "-o", out, "--model", trained.model_dir, "--block-size", 20_000)
+    assert code == EXIT_TERMINATED
+    assert error_line(err) == "error: terminated, nothing written"
+    assert outputs(out) == []
+    stop.check_stop()  # the request ended with the run
 
 
 def test_rerun_is_idempotent(trained, records, tmp_path: Path, capsys) -> None:
@@ -345,10 +402,10 @@ def test_rerun_is_idempotent(trained, records, tmp_path: Path, capsys) -> None:
         out = tmp_path / name / "scores.parquet"
         code, err = cli(capsys, path, "-o", out, "--model", trained.model_dir, "--max-reject-rate", 0.05)
         assert code == 0, err
-        summary = json.loads(score.sibling(out, ".summary.json").read_text())
+        summary = json.loads(sibling(out, ".summary.json").read_text())
         for key in ("scored_at", "timings_s"):
             summary.pop(key)
-        runs.append((pd.read_parquet(out), score.sibling(out, ".rejects.csv").read_bytes(), summary))
+        runs.append((pd.read_parquet(out), sibling(out, ".rejects.csv").read_bytes(), summary))
     (first, rejects_a, summary_a), (second, rejects_b, summary_b) = runs
     pd.testing.assert_frame_equal(without_time(first), without_time(second))
     assert rejects_a == rejects_b
@@ -363,7 +420,7 @@ def test_blank_and_malformed_lines_keep_line_numbers(trained, records, tmp_path:
     rows[12] = rows[12].replace(";2021;", ";2021x;", 1)  # text in a number, line 13
     rows[15] = rows[15][rows[15].index(";") :]  # no id, line 16
     path.write_text("\n".join(rows))
-    result = score.score_paths([path], trained.model, max_reject_rate=1)
+    result = score_paths([path], trained.model, max_reject_rate=1)
     assert result.rejects["line"].tolist() == [5, 13, 16]
     assert result.rejects["column"].tolist() == ["", "an", ID_COLUMN]
     assert result.rejects["reason"].iloc[2] == "missing id"
@@ -386,9 +443,9 @@ def test_repeated_ids_are_caught_across_blocks(trained, records, tmp_path: Path)
     frame.loc[20, ID_COLUMN] = ""
     path = flat_csv(frame, tmp_path / "records.csv")
     out = tmp_path / "scores.parquet"
-    summary = score.score_to_files([path], out, trained.model, block_size=20_000, max_reject_rate=1)
+    summary = score_to_files([path], out, trained.model, block_size=20_000, max_reject_rate=1)
     assert pq.ParquetFile(out).num_row_groups > 2  # the repeats are blocks away from the first ones
-    rejects = pd.read_csv(score.sibling(out, ".rejects.csv"), dtype={"id": str, "value": str}, keep_default_na=False)
+    rejects = pd.read_csv(sibling(out, ".rejects.csv"), dtype={"id": str, "value": str}, keep_default_na=False)
     assert rejects[["line", "id", "reason"]].values.tolist() == [
         [22, "", "missing id"],
         [252, first, "duplicate id: already on line 5"],
@@ -422,7 +479,7 @@ def test_numbers_parsed_while_reading_until_a_block_needs_text(
     edit(330, "an", "2021x")  # text in a number, read as text
     path.write_text("\n".join(rows))
     checks: list[bool] = []
-    finite_numbers = score._finite_numbers
+    finite_numbers = flat.finite_numbers
 
     def spy(block: pa.RecordBatch) -> bool:
         checks.append(finite_numbers(block))
@@ -430,14 +487,14 @@ def test_numbers_parsed_while_reading_until_a_block_needs_text(
 
     def run(name: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
         out = tmp_path / name / "scores.parquet"
-        summary = score.score_to_files([path], out, trained.model, block_size=8192, max_reject_rate=1)
-        rejects = pd.read_csv(score.sibling(out, ".rejects.csv"), dtype=str, keep_default_na=False)
+        summary = score_to_files([path], out, trained.model, block_size=8192, max_reject_rate=1)
+        rejects = pd.read_csv(sibling(out, ".rejects.csv"), dtype=str, keep_default_na=False)
         return without_time(pd.read_parquet(out)), rejects, summary["counts"]
 
-    monkeypatch.setattr(score, "_finite_numbers", spy)
+    monkeypatch.setattr(flat, "finite_numbers", spy)
     mixed = run("mixed")
     assert checks.count(True) >= 3 and checks.count(False) == (odd == "NaN")  # typed blocks first, then text
-    monkeypatch.setattr(score, "_finite_numbers", lambda block: False)
+    monkeypatch.setattr(flat, "finite_numbers", lambda block: False)
     text = run("text")
     pd.testing.assert_frame_equal(mixed[0], text[0])
     pd.testing.assert_frame_equal(mixed[1], text[1])
@@ -450,14 +507,14 @@ def test_numbers_parsed_while_reading_until_a_block_needs_text(
 
 
 def test_numeric_fast_path_leaves_odd_cells_to_check_records() -> None:
-    clean = score.numeric_or_text(pa.chunked_array([["1", None, "2.5"]]))
+    clean = numeric_or_text(pa.chunked_array([["1", None, "2.5"]]))
     assert isinstance(clean, np.ndarray) and np.isnan(clean[1]) and clean[2] == 2.5
     for odd in (["1", "NaN"], ["1", "inf"], [" 1", "2"], ["1,5", "2"]):
-        assert isinstance(score.numeric_or_text(pa.chunked_array([odd])), pd.Series)
+        assert isinstance(numeric_or_text(pa.chunked_array([odd])), pd.Series)
 
 
 def test_outcome_metrics_need_known_outcomes() -> None:
-    assert score.outcome_metrics(np.array([np.nan, np.nan]), np.array([0.2, 0.8]), 0.5) is None
+    assert outcome_metrics(np.array([np.nan, np.nan]), np.array([0.2, 0.8]), 0.5) is None
 
 
 def test_zip_with_a_link_is_refused(tmp_path: Path) -> None:
@@ -467,13 +524,132 @@ def test_zip_with_a_link_is_refused(tmp_path: Path) -> None:
         link.external_attr = (0o120777 << 16) | 0
         zf.writestr(link, "/etc/passwd")
     with pytest.raises(InputError, match="symbolic link"):
-        score.extract_zip(archive, tmp_path / "out")
+        extract_zip(archive, tmp_path, ByteBudget(None))
+
+
+def test_output_that_is_the_input_is_refused(trained, flat_2021: Path, tmp_path: Path, capsys) -> None:
+    before = flat_2021.read_bytes()
+    link = tmp_path / "link.parquet"
+    link.hardlink_to(flat_2021)  # another name, the same file
+    for out in (flat_2021, link):
+        code, err = cli(capsys, flat_2021, "-o", out, "--model", trained.model_dir)
+        assert code == EXIT_INPUT and "would overwrite an input file" in error_line(err)
+    assert flat_2021.read_bytes() == before
+
+
+def test_fifo_input_and_device_output_are_refused(trained, flat_2021: Path, tmp_path: Path, capsys) -> None:
+    fifo = tmp_path / "records.csv.fifo"
+    os.mkfifo(fifo)
+    code, err = cli(capsys, fifo, "-o", tmp_path / "scores.parquet", "--model", trained.model_dir)
+    assert code == EXIT_INPUT and "not a regular file" in error_line(err)
+    folder = tmp_path / "with-fifo"
+    folder.mkdir()
+    os.mkfifo(folder / "caracteristiques-2021.csv")
+    code, err = cli(capsys, folder, "-o", tmp_path / "scores.parquet", "--model", trained.model_dir)
+    assert code == EXIT_INPUT and "not a regular file" in error_line(err)
+    out_fifo = tmp_path / "out.parquet"
+    os.mkfifo(out_fifo)
+    code, err = cli(capsys, flat_2021, "-o", out_fifo, "--model", trained.model_dir)
+    assert code == EXIT_INPUT and "not a regular file" in error_line(err)
+    assert out_fifo.is_fifo()
+    code, err = cli(capsys, flat_2021, "-o", "/dev/null", "--model", trained.model_dir)
+    assert code == EXIT_INPUT and "not a regular file" in error_line(err)
+    assert Path("/dev/null").is_char_device()
+
+
+def test_outputs_are_published_all_together_or_not_at_all(tmp_path: Path, monkeypatch) -> None:
+    dests = [tmp_path / name for name in ("a.csv", "b.json", "c.parquet")]
+    for dest in dests:
+        dest.write_text("old")
+    replace = Path.replace
+    failed: list[Path] = []
+
+    def fail_on_parquet(self: Path, target: Any) -> Path:
+        """The new Parquet file cannot be renamed into place (once: its old file can be put back)."""
+        if Path(target).name == "c.parquet" and self.read_text() == "new" and not failed:
+            failed.append(self)
+            raise OSError(28, "No space left on device (injected)")
+        return replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", fail_on_parquet)
+    with pytest.raises(OSError, match="No space left"), atomic_paths(*dests) as temps:
+        for tmp in temps:
+            tmp.write_text("new")
+    assert [d.read_text() for d in dests] == ["old", "old", "old"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.json", "c.parquet"]  # no debris
+    monkeypatch.setattr(Path, "replace", replace)
+    (tmp_path / "d.csv").write_text("")
+    with atomic_paths(tmp_path / "d.csv", tmp_path / "new.json") as temps:
+        for tmp in temps:
+            tmp.write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.json", "c.parquet", "d.csv", "new.json"]
+
+
+def test_limits_are_counted_while_reading(trained, records, tmp_path: Path) -> None:
+    """Expanded bytes of gz (alone or inside a zip) and of zips, and rows: LimitExceeded, no output."""
+    text = records[2021].to_csv(sep=";", index=False).encode()
+    plain = tmp_path / "records.csv"
+    plain.write_bytes(text)
+    gz = tmp_path / "records.csv.gz"
+    gz.write_bytes(gzip.compress(text))
+    archive = tmp_path / "records.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("inner/records.csv.gz", gzip.compress(text))
+    raw_zip = tmp_path / "baac.zip"
+    with zipfile.ZipFile(raw_zip, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted((ROOT / "tests/data/baac/2021").iterdir()):
+            zf.write(f, f.name)
+    out = tmp_path / "out" / "scores.parquet"
+    small = Limits(max_expanded_bytes=len(text) - 1)
+    for path in (plain, gz, archive, raw_zip):
+        with pytest.raises(LimitExceeded) as exc:
+            score_to_files([path], out, trained.model, limits=small)
+        assert exc.value.limit == "max_expanded_bytes" and f"{len(text) - 1:,} bytes" in str(exc.value)
+    with pytest.raises(LimitExceeded, match="100 rows"):
+        score_to_files([gz], out, trained.model, limits=Limits(max_rows=100), block_size=8192)
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+    summary = score_to_files([archive], out, trained.model, limits=Limits(max_expanded_bytes=len(text)))
+    assert summary["counts"]["input_rows"] == len(records[2021])
+
+
+@pytest.mark.slow
+def test_sigterm_cleans_up_and_exits_143(registry, records, tmp_path: Path) -> None:
+    """SIGTERM mid-run (docker stop): exit 143, one line, no output, no temporary file, no child left."""
+    frame = records[2021].iloc[np.arange(100_000) % len(records[2021])].reset_index(drop=True)
+    frame[ID_COLUMN] = np.arange(1, len(frame) + 1)  # resampled real rows, renumbered
+    path = flat_csv(frame, tmp_path / "records.csv")
+    out = tmp_path / "out" / "scores.parquet"
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp), "MLFLOW_TRACKING_URI": registry.tracking_uri}
+    job = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.score", path, "-o", out, "--n-jobs", "1"],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    parent = psutil.Process(job.pid)
+    deadline = time.monotonic() + 60
+    children: list[psutil.Process] = []
+    while not children and time.monotonic() < deadline:  # the model lookup has started
+        children = parent.children(recursive=True)
+        time.sleep(0.05)
+    assert children, "no lookup process"
+    job.send_signal(signal.SIGTERM)
+    _, err = job.communicate(timeout=60)
+    assert job.returncode == EXIT_TERMINATED, err
+    assert error_line(err) == "error: terminated, nothing written"
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+    assert list(tmp.iterdir()) == []
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == []
 
 
 def test_physical_lines() -> None:
     # Lines 3 and 4 were skipped: parsed rows 0, 1, 2 are lines 2, 5, 6.
-    assert score.physical_lines(np.arange(3), np.array([3, 4])).tolist() == [2, 5, 6]
-    assert score.physical_lines(np.arange(2, 4), np.array([], dtype=np.int64)).tolist() == [4, 5]
+    assert physical_lines(np.arange(3), np.array([3, 4])).tolist() == [2, 5, 6]
+    assert physical_lines(np.arange(2, 4), np.array([], dtype=np.int64)).tolist() == [4, 5]
 
 
 # ---------------------------------------------------------------------------
@@ -645,7 +821,7 @@ def test_bad_input_fails_in_one_line(case: str, trained, extracts: Path, tmp_pat
     inputs = make(copy_year(extracts, tmp_path), tmp_path)
     out = tmp_path / "out" / "scores.parquet"
     code, err = cli(capsys, *inputs, "-o", out, "--model", trained.model_dir)
-    assert code == score.EXIT_INPUT
+    assert code == EXIT_INPUT
     message = error_line(err)
     assert reason in message
     assert "file " in message
@@ -658,59 +834,63 @@ def test_output_folder_not_writable(trained, flat_2021: Path, tmp_path: Path, ca
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     code, err = cli(capsys, flat_2021, "-o", blocker / "scores.parquet", "--model", trained.model_dir)
-    assert code == score.EXIT_INPUT
+    assert code == EXIT_INPUT
     assert "cannot write output folder" in error_line(err) and str(blocker) in err
     code, err = cli(capsys, flat_2021, "-o", tmp_path, "--model", trained.model_dir)
-    assert code == score.EXIT_INPUT
+    assert code == EXIT_INPUT
     assert "output is a folder" in error_line(err)
 
 
 def test_model_not_found(registry, flat_2021: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "scores.parquet"
     code, err = cli(capsys, flat_2021, "-o", out, "--model", tmp_path / "no-model")
-    assert code == score.EXIT_MODEL and "no model at" in error_line(err)
+    assert code == EXIT_MODEL and "no model at" in error_line(err)
     code, err = cli(capsys, flat_2021, "-o", out, "--model", "@nonexistent")
-    assert code == score.EXIT_MODEL and "nonexistent" in error_line(err)
+    assert code == EXIT_MODEL and "nonexistent" in error_line(err)
     assert outputs(out) == []
 
 
 def test_arguments(capsys, tmp_path: Path) -> None:
-    assert "no INPUT given" in error_line(cli(capsys, "-o", tmp_path / "x.parquet")[1])
-    assert "--output is required" in error_line(cli(capsys, tmp_path)[1])
-    assert "--stage takes no INPUT" in error_line(cli(capsys, "--stage", tmp_path)[1])
-    for bad in (["--max-reject-rate", "2"], ["--max-reject-rate", "lots"], ["--block-size", "10"]):
+    for bad in (
+        ["--max-reject-rate", "2"],
+        ["--max-reject-rate", "lots"],
+        ["--block-size", "10"],
+        ["--stage"],
+        [],  # no INPUT
+    ):
         with pytest.raises(SystemExit) as exc:
-            score.main([*bad, str(tmp_path)])
+            main([*bad, str(tmp_path), "-o", str(tmp_path / "x.parquet")] if bad else ["-o", "x.parquet"])
         assert exc.value.code == 2
     with pytest.raises(SystemExit) as exc:
-        score.main(["--help"])
+        main([str(tmp_path)])  # no --output
+    assert exc.value.code == 2 and "--output" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
     assert exc.value.code == 0
     assert "--max-reject-rate" in capsys.readouterr().out
 
 
-def test_score_paths_raises_input_error(trained, tmp_path: Path) -> None:
+def test_orchestrator_raises_input_error(trained, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no such file"):
-        score.score_paths([tmp_path / "missing.csv"], trained.model)
+        score_paths([tmp_path / "missing.csv"], trained.model)
     with pytest.raises(InputError, match="no input"):
-        score.score_paths([], trained.model)
+        score_paths([], trained.model)
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no files found"):
-        score.score_paths([tmp_path / "empty"], trained.model)
+        score_paths([tmp_path / "empty"], trained.model)
 
 
-def test_stage_scores_the_bundled_year(trained, extracts: Path, tmp_path: Path, capsys, monkeypatch) -> None:
-    bundled = tmp_path / "bundled"
-    shutil.copytree(extracts, bundled)
-    monkeypatch.setattr(score, "BUNDLED_DIR", bundled)
-    monkeypatch.setattr(score, "PREDICTIONS_DIR", tmp_path / "predictions")
-    year = score.params().score.year
-    code, err = cli(capsys, "--stage", "--model", trained.model_dir)
+def test_dvc_stage_command_scores_the_bundled_year(trained, tmp_path: Path, capsys) -> None:
+    """The stage's command line, its ${score.year} filled in from params.yaml as DVC does."""
+    year = yaml.safe_load((ROOT / "params.yaml").read_text())["score"]["year"]
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["score"]
+    argv = stage["cmd"].replace("${score.year}", str(year)).split()[3:]
+    assert argv == [f"data/bundled/baac/{year}", "--output", f"data/predictions/{year}.parquet"]
+    assert "data/bundled/baac/${score.year}" in stage["deps"]
+    out = tmp_path / f"{year}.parquet"
+    code, err = cli(capsys, ROOT / argv[0], "--output", out, "--model", trained.model_dir)
     assert code == 0, err
-    assert {p.name for p in (tmp_path / "predictions").iterdir()} == {
-        f"{year}.parquet",
-        f"{year}.rejects.csv",
-        f"{year}.summary.json",
-    }
+    assert {p.name for p in tmp_path.iterdir()} == {f"{year}.parquet", f"{year}.rejects.csv", f"{year}.summary.json"}
 
 
 def test_subprocess_bad_input_exit_code(trained, tmp_path: Path) -> None:
@@ -722,7 +902,7 @@ def test_subprocess_bad_input_exit_code(trained, tmp_path: Path) -> None:
         cwd=ROOT,
         timeout=120,
     )
-    assert proc.returncode == score.EXIT_INPUT
+    assert proc.returncode == EXIT_INPUT
     assert proc.stderr.strip().splitlines()[-1] == f"error: file {tmp_path / 'missing'}: no such file or folder"
     assert "Traceback" not in proc.stderr
     assert not out.exists()
@@ -732,15 +912,14 @@ def test_subprocess_bad_input_exit_code(trained, tmp_path: Path) -> None:
 # the model lookup in a child process
 
 
-def test_job_process_never_imports_mlflow_sklearn_or_matplotlib(registry, trained, extracts: Path, tmp_path) -> None:
-    """The registry lookup runs in ``python -m pipeline.resolve``; XGBoost comes without scikit-learn.
-    The probabilities stay those of ``evaluate``."""
+def test_job_process_never_imports_mlflow_or_matplotlib(registry, trained, extracts: Path, tmp_path) -> None:
+    """The registry lookup runs in a child process; the probabilities stay those of ``evaluate``."""
     out = tmp_path / "scores.parquet"
     code = f"""
 import sys
-from pipeline import score
-code = score.main([{str(extracts / "2021")!r}, "-o", {str(out)!r}, "--n-jobs", "1"])
-heavy = sorted(m for m in ("mlflow", "sklearn", "matplotlib") if m in sys.modules)
+from pipeline.batch.cli import main
+code = main([{str(extracts / "2021")!r}, "-o", {str(out)!r}, "--n-jobs", "1"])
+heavy = sorted(m for m in ("mlflow", "matplotlib") if m in sys.modules)
 print(code, heavy, "xgboost" in sys.modules)
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
@@ -750,39 +929,30 @@ print(code, heavy, "xgboost" in sys.modules)
     assert (pd.read_parquet(out)["proba"].to_numpy() == evaluated["proba"].to_numpy()).all()
 
 
-def test_resolve_cli_prints_the_model_or_the_error(registry, tmp_path: Path, capsys) -> None:
-    from pipeline import resolve
-
-    assert resolve.main([registry.champion_uri, "--tracking-uri", registry.tracking_uri, "--dst", str(tmp_path)]) == 0
-    answer = json.loads(capsys.readouterr().out)
-    assert answer["version"] == registry.version and answer["alias"] == "champion"
-    assert Path(answer["folder"]).is_relative_to(tmp_path) and (Path(answer["folder"]) / "MLmodel").exists()
-    missing = f"models:/{registry.model_name}@nonexistent"
-    assert resolve.main([missing, "--tracking-uri", registry.tracking_uri]) == resolve.EXIT_UNAVAILABLE
-    assert "nonexistent" in json.loads(capsys.readouterr().out)["error"]
-
-
-def test_a_lookup_that_dies_is_reported_not_parsed() -> None:
-    crash = "import sys; sys.stderr.write('Traceback...\\nImportError: no module named x\\n'); sys.exit(9)"
-    child = subprocess.Popen([sys.executable, "-c", crash], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    with pytest.raises(score.ModelLoadError, match=r"exited with code 9 \(ImportError: no module named x\)"):
-        score._resolved("models:/m@champion", child)
+def test_a_lookup_process_that_dies_is_reported() -> None:
+    died: Future[Any] = Future()
+    died.set_exception(BrokenProcessPool("killed"))
+    with pytest.raises(ModelUnavailable, match="lookup process died"):
+        loading._load("models:/m@champion", died, 1, None, 0.0)
 
 
 def test_bad_input_stops_the_lookup(registry, tmp_path: Path, capsys, monkeypatch) -> None:
     """Bad input is reported at once: the MLflow lookup still running is killed, its folder removed."""
-    started: list[subprocess.Popen[str]] = []
-    popen = subprocess.Popen
+    folders: list[str] = []
+    temporary = tempfile.TemporaryDirectory
 
-    def spy(*args: Any, **kwargs: Any) -> subprocess.Popen[str]:
-        started.append(popen(*args, **kwargs))
-        return started[-1]
+    def spy(*args: Any, **kwargs: Any) -> tempfile.TemporaryDirectory[str]:
+        folder = temporary(*args, **kwargs)
+        folders.append(folder.name)
+        return folder
 
-    monkeypatch.setattr(score.subprocess, "Popen", spy)
+    monkeypatch.setattr(loading.tempfile, "TemporaryDirectory", spy)
     empty = tmp_path / "records.csv"
     empty.write_text("")
     code, err = cli(capsys, empty, "-o", tmp_path / "scores.parquet")
-    assert code == score.EXIT_INPUT and "file is empty" in error_line(err)
-    assert len(started) == 1 and started[0].poll() is not None
-    folder = Path(started[0].args[started[0].args.index("--dst") + 1])
-    assert not folder.exists()
+    assert code == EXIT_INPUT and "file is empty" in error_line(err)
+    assert len(folders) == 1 and not Path(folders[0]).exists()
+    deadline = time.monotonic() + 10  # the killed worker is reaped by the executor's own thread
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert multiprocessing.active_children() == []

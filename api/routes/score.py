@@ -1,17 +1,11 @@
-"""File scoring: the batch job's code behind an upload, with paged results and downloads."""
+"""File scoring: HTTP in and out; the work is in ``api.services.scoring``."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import re
-import shutil
-import zipfile
-from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import Annotated, Any
 
-import pandas as pd
 from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile, status
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
@@ -19,23 +13,20 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import JobsDep, ServingDep, SettingsDep, TelemetryDep
 from api.jobs import Job
 from api.schemas import BAD_BODY, NO_MODEL, Downloads, ErrorResponse, ScoreResponse, rows_of
-from pipeline.errors import InputError
-from pipeline.model import LoadedModel
-from pipeline.score import DEFAULT_MAX_REJECT_RATE, score_paths, sibling, write_result
+from api.services.scoring import UnsupportedUpload, UploadTooLarge, run_job
+from pipeline.batch.summary import DEFAULT_MAX_REJECT_RATE
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/score", tags=["score"])
 
-MAX_REJECTS_SHOWN = 1000
-ZIP_EXPANSION = 20  # a zip may expand to this many times the upload limit (BAAC CSVs compress ~8x)
-_SNIFF = 8192
-_EXTENSIONS = frozenset({"csv", "txt", "zip", "gz"})
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 PageQuery = Annotated[int, Query(ge=1, description="1-based page of scored rows.")]
 PageSizeQuery = Annotated[int, Query(ge=1, le=1000, description="Scored rows per page.")]
 ERRORS: dict[int | str, dict[str, Any]] = {
     **BAD_BODY,
-    413: {"model": ErrorResponse, "description": "Upload larger than API_MAX_UPLOAD_MB."},
+    413: {
+        "model": ErrorResponse,
+        "description": "Upload larger than API_MAX_UPLOAD_MB, or expanding (zip, gzip) to more than 20 times that.",
+    },
     415: {"model": ErrorResponse, "description": "Neither a CSV nor a zip file."},
     422: {
         "model": ErrorResponse,
@@ -43,63 +34,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     },
     **NO_MODEL,
 }
-
-
-class UnsupportedUpload(ValueError):
-    """The upload is neither a CSV nor a zip archive."""
-
-
-def _safe_name(name: str | None, fallback: str) -> str:
-    base = _SAFE_NAME.sub("_", Path(name or "").name).strip("._")
-    return base or fallback
-
-
-def _kind(head: bytes, filename: str | None) -> str:
-    """Tell a zip, a gzipped CSV or a CSV apart by content; a foreign extension is refused first."""
-    name = (filename or "").lower()
-    extension = name.rsplit(".", 1)[-1] if "." in name else ""
-    if extension and extension not in _EXTENSIONS:
-        raise UnsupportedUpload(f".{extension} file")
-    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        return "zip"
-    if head.startswith(b"\x1f\x8b"):
-        return "csv.gz"
-    if b"\x00" in head:
-        raise UnsupportedUpload("binary content")
-    return "csv"
-
-
-def _check_zip(archive: Path, max_bytes: int) -> None:
-    """Refuse archives that would expand beyond what this server accepts (the batch job allows 4 GiB)."""
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            total = sum(m.file_size for m in zf.infolist())
-    except zipfile.BadZipFile as exc:
-        raise InputError(f"not a readable zip archive ({exc})", file=archive.name) from exc
-    if total > max_bytes:
-        raise InputError(f"zip archive expands to more than {max_bytes >> 20} MB", file=archive.name)
-
-
-def save_upload(upload: IO[bytes], filename: str | None, folder: Path, max_bytes: int) -> Path:
-    """Write the upload under ``folder`` with the extension its content calls for."""
-    upload.seek(0)
-    kind = _kind(upload.read(_SNIFF), filename)
-    upload.seek(0)
-    name = _safe_name(filename, "upload")
-    for suffix in (".csv.gz", ".csv", ".txt", ".zip", ".gz"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)] or "upload"
-            break
-    target = folder / f"{name}.{kind}"
-    with target.open("wb") as dst:
-        shutil.copyfileobj(upload, dst, 1 << 20)
-    if kind == "zip":
-        _check_zip(target, max_bytes * ZIP_EXPANSION)
-    return target
-
-
-def _relative(text: str, folder: Path) -> str:
-    return text.replace(f"{folder}/", "")
 
 
 def _response(job: Job, request: Request, page: int, page_size: int, rows: list[dict[str, Any]]) -> ScoreResponse:
@@ -119,49 +53,6 @@ def _response(job: Job, request: Request, page: int, page_size: int, rows: list[
             "downloads": Downloads(parquet=f"{base}.parquet", csv=f"{base}.csv", rejects_csv=f"{base}.rejects.csv"),
         }
     )
-
-
-def _run_job(
-    upload: IO[bytes],
-    filename: str | None,
-    folder: Path,
-    job_id: str,
-    model: LoadedModel,
-    model_identity: dict[str, Any],
-    max_bytes: int,
-    max_reject_rate: float,
-) -> tuple[Job, pd.DataFrame]:
-    """Save, score and write one upload (runs in a worker thread)."""
-    inputs = folder / "input"
-    inputs.mkdir()
-    path = save_upload(upload, filename, inputs, max_bytes)
-    try:
-        result = score_paths([path], model, with_features=True, max_reject_rate=max_reject_rate)
-    except InputError as exc:
-        # Name the uploaded file, not its temporary path on the server.
-        raise InputError(
-            _relative(exc.reason, inputs),
-            file=_relative(exc.file, inputs) if exc.file else None,
-            column=exc.column,
-            rows=exc.rows,
-        ) from exc
-    parquet = folder / "scored.parquet"
-    write_result(result, parquet)
-    summary = json.loads(json.dumps(result.summary, default=str))
-    for entry in summary.get("input", {}).get("files", []):
-        entry["path"] = _relative(str(entry.get("path", "")), inputs)
-    job = Job(
-        job_id=job_id,
-        folder=folder,
-        parquet=parquet,
-        rejects_csv=sibling(parquet, ".rejects.csv"),
-        summary=summary,
-        rejects=rows_of(result.rejects.head(MAX_REJECTS_SHOWN)),
-        rejects_total=len(result.rejects),
-        rows_total=len(result.scored),
-        model=model_identity,
-    )
-    return job, result.scored
 
 
 @router.post(
@@ -193,8 +84,8 @@ async def score_file(
     job_id, folder = jobs.new_folder()
     done = False
     try:
-        job, scored = await run_in_threadpool(
-            _run_job,
+        job = await run_in_threadpool(
+            run_job,
             file.file,
             file.filename,
             folder,
@@ -204,18 +95,22 @@ async def score_file(
             settings.max_upload_bytes,
             max_reject_rate,
         )
+        first_page = await run_in_threadpool(job.page, 1, page_size)
         done = True
     except UnsupportedUpload as exc:
         raise HTTPException(
             status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-            detail=f"{file.filename or 'upload'}: not a CSV or zip file ({exc})",
+            detail=f"{(file.filename or 'upload')[:200]}: not a CSV or zip file ({exc})",
         ) from exc
+    except UploadTooLarge as exc:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=str(exc)) from exc
     finally:
         if not done:
             jobs.discard(folder)
     jobs.add(job)
-    telemetry.count_predictions(int(scored["label"].sum()), len(scored))
-    return _response(job, request, 1, page_size, rows_of(scored.iloc[:page_size]))
+    counts = job.summary["counts"]
+    telemetry.count_predictions(counts["predicted_severe"], counts["scored"])
+    return _response(job, request, 1, page_size, rows_of(first_page))
 
 
 def _job(jobs: JobsDep, job_id: str) -> Job:
