@@ -16,6 +16,7 @@ from api.main import create_app
 from api.places import MAX_LIMIT, fold, official_list
 from api.settings import Settings
 from pipeline.metrics import SEED_PROJECT
+from tests.api_helpers import wait_ready
 from tests.conftest import Trained
 
 
@@ -30,6 +31,7 @@ def app(registry) -> Iterator[FastAPI]:  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="module")
 def client(app: FastAPI) -> Iterator[TestClient]:
     with TestClient(app) as c:
+        wait_ready(c)  # the model loads in the background
         yield c
 
 

@@ -73,10 +73,12 @@ def test_batch_fast_path_pyfunc_and_api_agree_bit_for_bit(
 
     from api.main import create_app
     from api.settings import Settings
+    from tests.api_helpers import wait_ready
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", registry.tracking_uri)
     records: list[dict[str, Any]] = json.loads(year_records[list(RECORD_COLUMNS)].to_json(orient="records"))
     with TestClient(create_app(Settings())) as client:
+        wait_ready(client)  # the model loads in the background
         batch: list[float] = []
         for start in range(0, len(records), 1000):
             response = client.post("/predict/batch", json={"records": records[start : start + 1000]})
