@@ -169,9 +169,8 @@ def write_reports(
         part = fit_predictions[fit_predictions["split"] == split]
         metrics[split] = classification_metrics(part[TARGET].to_numpy(), part["proba"].to_numpy(), threshold)
     metrics["test"] = classification_metrics(y_test, test_proba, threshold)
+    # The same ECE as classification_metrics gives (one definition), with the tables for the plots.
     calibration, ece = calibration_tables(fit_predictions, y_test, test_proba)
-    for split, value in ece.items():
-        metrics[split]["ece"] = value
     write_json_atomic(metrics, out / "metrics.json")
     write_json_atomic(slice_report(test, test_proba, threshold), out / "slices.json")
     if train is not None:

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import average_precision_score, brier_score_loss, confusion_matrix, roc_auc_score
 
+from pipeline.calibration import calibration_report
+
 SEED_PROJECT = {"accuracy": 0.791, "precision": 0.726, "recall": 0.631, "f1": 0.675}
 
 
@@ -48,6 +50,7 @@ def classification_metrics(y: np.ndarray, proba: np.ndarray, threshold: float) -
         "roc_auc": round(roc_auc(y, proba), 6) if both else None,
         "pr_auc": round(float(average_precision_score(y, proba)), 6) if both else None,
         "brier": round(float(brier_score_loss(y, proba)), 6),
+        "ece": calibration_report(np.asarray(y), np.asarray(proba))[1],
         "threshold": round(float(threshold), 6),
         "n": len(y),
         "positives": int(np.sum(y)),
