@@ -150,6 +150,19 @@ def write_training_places(train: pd.DataFrame, out: Path) -> None:
     write_json_atomic(typical_accident(train), out / "scenario.json")
 
 
+# The numbers `dvc metrics show` and `dvc exp show` compare: few enough to fit a terminal. Every
+# metric of every split stays in metrics.json, and every slice in slices.json.
+HEADLINE_TEST: tuple[str, ...] = ("roc_auc", "f1", "precision", "recall", "ece")
+
+
+def headline(metrics: Mapping[str, Mapping[str, Any]], slices: Mapping[str, Any]) -> dict[str, Any]:
+    """The headline metrics: the test year's, and how many slices are flagged."""
+    return {
+        "test": {key: metrics["test"][key] for key in HEADLINE_TEST},
+        "slices_flagged": slices["flagged"],
+    }
+
+
 def write_reports(
     model: LoadedModel,
     fit_predictions: pd.DataFrame,
@@ -172,7 +185,9 @@ def write_reports(
     # The same ECE as classification_metrics gives (one definition), with the tables for the plots.
     calibration, ece = calibration_tables(fit_predictions, y_test, test_proba)
     write_json_atomic(metrics, out / "metrics.json")
-    write_json_atomic(slice_report(test, test_proba, threshold), out / "slices.json")
+    slices = slice_report(test, test_proba, threshold)
+    write_json_atomic(slices, out / "slices.json")
+    write_json_atomic(headline(metrics, slices), out / "headline.json")
     if train is not None:
         write_training_places(train, out)
 

@@ -97,7 +97,10 @@ def test_repro_builds_every_stage_offline(repo: tuple[Path, dict[str, str]]) -> 
         assert len(table) == n
         assert table["severe"].mean() == pytest.approx(severe, abs=0.001)
     metrics = json.loads(_run(["dvc", "metrics", "show", "--json"], work, env).stdout)
-    test = next(iter(metrics.values()))["data"]["reports/metrics.json"]["data"]["test"]
+    shown = next(iter(metrics.values()))["data"]
+    assert list(shown) == ["reports/headline.json"]  # the narrow file: `dvc metrics show` fits a terminal
+    assert shown["reports/headline.json"]["data"]["test"]["roc_auc"] > 0.85
+    test = json.loads((work / "reports/metrics.json").read_text())["test"]
     assert test["roc_auc"] > 0.85 and test["n"] == 56_518
     registry = json.loads((work / "reports/registry.json").read_text())
     assert "champion" in registry["aliases"]
@@ -124,7 +127,7 @@ def test_metrics_and_plots_diff(repo: tuple[Path, dict[str, str]]) -> None:
     _run(["git", "add", "-A"], work, env)
     _run(["git", "commit", "-qm", "pipeline outputs"], work, env)
     diff = _run(["dvc", "metrics", "diff", "HEAD~1", "--json"], work, env).stdout
-    assert "reports/metrics.json" in diff
+    assert "reports/headline.json" in diff
     out = work / "plots-html"
     _run(["dvc", "plots", "diff", "HEAD~1", "-o", str(out)], work, env)
     assert (out / "index.html").exists()
