@@ -26,11 +26,8 @@ import asyncio
 import json
 import logging
 import os
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,6 +36,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from benchmarks.servers import free_port, serve
 
 log = logging.getLogger(__name__)
 
@@ -129,50 +128,21 @@ def build_registry(work: Path, trained: tuple[Path, Path] | None = None) -> tupl
 # --- server
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def uvicorn_server(tracking_uri: str, logs: Path) -> Iterator[int]:
-    """``uvicorn api.main:app`` (1 worker) on a free 127.0.0.1 port, stopped on exit."""
-    import httpx
-
-    port = _free_port()
+    """``python -m api`` (the production front: 1 uvicorn worker) on a free 127.0.0.1 port, stopped on exit."""
+    port = free_port()
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": tracking_uri,
         "OMP_WAIT_POLICY": "PASSIVE",
         "API_KEY": "",
+        "API_HOST": "127.0.0.1",
+        "API_PORT": str(port),
+        "API_MODEL_POLL_SECONDS": "0",
     }
-    command = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--workers", "1", "--log-level", "warning", "--no-access-log"]
-    base = f"http://127.0.0.1:{port}"
-    with logs.open("wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"uvicorn exited with code {process.returncode}; see {logs}")
-                try:
-                    if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{base}/ready never answered 200; see {logs}")
-                time.sleep(0.2)
-            yield port
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with serve([sys.executable, "-m", "api"], env, port, "/ready", logs, timeout=120) as ready:
+        yield ready
 
 
 # --- load generator

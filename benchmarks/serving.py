@@ -21,7 +21,6 @@ import http.client
 import json
 import logging
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.api import ROOT, _free_port, build_registry, request_bodies, uvicorn_server
+from benchmarks.api import build_registry, request_bodies, uvicorn_server
+from benchmarks.servers import ROOT, free_port, serve
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ MODEL_URI = "models:/accident-severity@champion"
 @contextmanager
 def mlflow_server(tracking_uri: str, logs: Path) -> Iterator[int]:
     """``mlflow models serve`` of the champion (1 worker, this environment) on a free port."""
-    port = _free_port()
+    port = free_port()
     bin_dir = Path(sys.executable).parent
     env = {
         **os.environ,
@@ -55,35 +55,8 @@ def mlflow_server(tracking_uri: str, logs: Path) -> Iterator[int]:
     }
     command = [str(bin_dir / "mlflow"), "models", "serve", "-m", MODEL_URI, "--env-manager", "local"]
     command += ["-h", "127.0.0.1", "-p", str(port), "-w", "1"]
-    with logs.open("wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 180
-            while not _answers(port, "/ping"):
-                if process.poll() is not None:
-                    raise RuntimeError(f"mlflow models serve exited with code {process.returncode}; see {logs}")
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"mlflow models serve never answered /ping; see {logs}")
-                time.sleep(0.3)
-            yield port
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def _answers(port: int, path: str) -> bool:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        connection.request("GET", path)
-        return connection.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        connection.close()
+    with serve(command, env, port, "/ping", logs) as ready:
+        yield ready
 
 
 class Client:
