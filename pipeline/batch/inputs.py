@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, cast
 
-from pipeline.batch.limits import DEFAULT_LIMITS, ByteBudget, Limits, clipped
+from pipeline.batch.limits import DEFAULT_LIMITS, MAX_ZIP_MEMBERS, ByteBudget, Limits, clipped
 from pipeline.batch.stop import check_stop
 from pipeline.codebook import SCHEMA
 from pipeline.errors import InputError
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 READ_CHUNK = 1 << 20
 MAX_HEADER_BYTES = 64 << 10  # a records header is ~1 KB; csv's field limit is 128 KB
+_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # in no text header (tab, CR, LF aside)
 ID_ALIASES: Mapping[str, str] = {"num_acc": ID_COLUMN, "accident_id": ID_COLUMN, TARGET: TARGET}
 # Record fields that no raw table has: a header holding most of them is a flat records file.
 _RAW_COLUMNS = frozenset(c.lower() for table in SCHEMA.values() for c in table)
@@ -142,7 +143,17 @@ def extract_zip(archive: Path, folder: Path, budget: ByteBudget) -> list[InputFi
         raise InputError(f"not a readable zip archive ({exc})", file=archive) from exc
     out: list[InputFile] = []
     with zf:
-        for member in zf.infolist():
+        members = zf.infolist()
+        files = sum(not m.is_dir() for m in members)
+        if files > MAX_ZIP_MEMBERS:  # refused before anything is written: 10,000 tiny files cost minutes
+            raise InputError(
+                f"zip archive holds {files:,} files: expected the four BAAC tables or one records CSV "
+                f"(at most {MAX_ZIP_MEMBERS} files)",
+                file=archive,
+            )
+        if not files:
+            raise InputError("zip archive is empty", file=archive)
+        for member in members:
             if member.is_dir():
                 continue
             inner = PurePosixPath(member.filename)
@@ -205,7 +216,17 @@ def read_header(file: InputFile) -> tuple[list[str], str]:
             head = fh.readline(MAX_HEADER_BYTES + 1)
     except (OSError, EOFError, zlib.error) as exc:
         raise InputError(f"cannot read file ({exc})", file=file.name) from exc
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        raise InputError(
+            "a zip archive, not a CSV: give it a .zip name (zips inside zips are not read)", file=file.name
+        )
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise InputError("UTF-16 text: save the CSV as UTF-8 (or latin-1)", file=file.name, rows=[1])
     line = re.split(rb"[\r\n]", head, maxsplit=1)[0]  # "\r" alone ends a line too (old Mac files)
+    if _CONTROL.search(line[:MAX_HEADER_BYTES]):
+        raise InputError(
+            "binary content, not a CSV text file (renamed, or compressed other than gzip?)", file=file.name
+        )
     if len(line) > MAX_HEADER_BYTES:
         raise InputError(
             f"first line longer than {MAX_HEADER_BYTES >> 10} KB: not a CSV header (a binary file, or no line breaks?)",

@@ -8,6 +8,7 @@ from pathlib import Path
 from pipeline.errors import InputError
 
 MAX_EXPANDED_BYTES = 4 << 30  # the command line's default: refuses decompression bombs, fits any real year
+MAX_ZIP_MEMBERS = 64  # files in one zip: a year is 4 tables (a few notes or a README beside them are fine)
 MAX_ECHO = 100  # characters of a cell or header name repeated in a message (a cell may be 10 MB)
 
 
