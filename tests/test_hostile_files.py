@@ -167,7 +167,7 @@ TOO_LARGE: dict[str, tuple[Callable[[], tuple[str, bytes]], str]] = {
 @pytest.fixture(scope="module")
 def client(registry) -> Iterator[TestClient]:
     settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         MLFLOW_TRACKING_URI=registry.tracking_uri,
         API_MAX_UPLOAD_MB=20,
         API_MAX_EXPANDED_MB=EXPANDED_MB,
@@ -184,10 +184,10 @@ def post(client: TestClient, name: str, content: bytes) -> tuple[int, dict[str, 
 
 
 def test_settings_defaults_and_names() -> None:
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     assert settings.max_upload_rows == 1_000_000 and settings.max_expanded_bytes == 1000 << 20
     with pytest.raises(ValueError, match="API_MAX_UPLOAD_ROWS"):
-        Settings(_env_file=None, API_MAX_UPLOAD_ROWS=0)  # type: ignore[call-arg]
+        Settings(_env_file=None, API_MAX_UPLOAD_ROWS=0)
 
 
 @pytest.mark.parametrize("case", sorted(ODD))
