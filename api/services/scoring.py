@@ -47,7 +47,7 @@ class StorageFull(OSError):
     """The server's temporary folder is full: not the client's fault, and not worth a retry at once."""
 
 
-# Which setting raises each bound of ``Limits``, and its unit in the message.
+# The setting that raises each bound of ``Limits``, named in the 413.
 LIMIT_SETTINGS = {"max_expanded_bytes": "API_MAX_EXPANDED_MB", "max_rows": "API_MAX_UPLOAD_ROWS"}
 
 
