@@ -65,7 +65,16 @@ class Settings(BaseSettings):
     max_errors: int = Field(
         50, alias="API_MAX_ERRORS", ge=1, description="Validation errors listed in one 422 response."
     )
-    max_upload_mb: float = Field(50, alias="API_MAX_UPLOAD_MB", gt=0)
+    max_upload_mb: float = Field(50, alias="API_MAX_UPLOAD_MB", gt=0, description="Largest upload body, MB.")
+    max_expanded_mb: float = Field(
+        1000,
+        alias="API_MAX_EXPANDED_MB",
+        gt=0,
+        description="CSV bytes one upload may expand to once unzipped and gunzipped (all members), MB.",
+    )
+    max_upload_rows: int = Field(
+        1_000_000, alias="API_MAX_UPLOAD_ROWS", ge=1, description="Data rows of one uploaded file (two years)."
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         ["http://127.0.0.1:8501", "http://localhost:8501"], alias="API_CORS_ORIGINS"
     )
@@ -95,6 +104,11 @@ class Settings(BaseSettings):
     def max_upload_bytes(self) -> int:
         """Largest accepted request body, in bytes."""
         return int(self.max_upload_mb * MEGABYTE)
+
+    @property
+    def max_expanded_bytes(self) -> int:
+        """Largest expanded size of an upload, in bytes."""
+        return int(self.max_expanded_mb * MEGABYTE)
 
     @property
     def max_json_bytes(self) -> int:

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import JobsDep, ServingDep, SettingsDep, TelemetryDep
 from api.jobs import Job
 from api.schemas import BAD_BODY, NO_MODEL, Downloads, ErrorResponse, ScoreResponse, rows_of
-from api.services.scoring import UnsupportedUpload, UploadTooLarge, run_job
+from api.services.scoring import StorageFull, UnsupportedUpload, UploadTooLarge, run_job, upload_limits
 from pipeline.batch.summary import DEFAULT_MAX_REJECT_RATE
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     **BAD_BODY,
     413: {
         "model": ErrorResponse,
-        "description": "Upload larger than API_MAX_UPLOAD_MB, or expanding (zip, gzip) to more than 20 times that.",
+        "description": "Upload larger than API_MAX_UPLOAD_MB, expanding (zip, gzip) to more than "
+        "API_MAX_EXPANDED_MB, or holding more than API_MAX_UPLOAD_ROWS rows.",
     },
     415: {"model": ErrorResponse, "description": "Neither a CSV nor a zip file."},
     422: {
@@ -33,6 +34,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         "description": "Bad content: one line naming the file, the column and the lines.",
     },
     **NO_MODEL,
+    507: {"model": ErrorResponse, "description": "The server's temporary folder is full."},
 }
 
 
@@ -92,7 +94,7 @@ async def score_file(
             job_id,
             serving.model,
             serving.identity.model_dump(),
-            settings.max_upload_bytes,
+            upload_limits(settings),
             max_reject_rate,
         )
         first_page = await run_in_threadpool(job.page, 1, page_size)
@@ -104,6 +106,8 @@ async def score_file(
         ) from exc
     except UploadTooLarge as exc:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=str(exc)) from exc
+    except StorageFull as exc:
+        raise HTTPException(status.HTTP_507_INSUFFICIENT_STORAGE, detail=exc.strerror) from exc
     finally:
         if not done:
             jobs.discard(folder)

@@ -7,6 +7,7 @@ written Parquet (``api.jobs.Job``), never a frame kept in memory.
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 import shutil
@@ -15,8 +16,10 @@ from typing import IO, Any
 
 import pandas as pd
 
+from api.errors import MAX_MSG, clip
 from api.jobs import Job
 from api.schemas import rows_of
+from api.settings import MEGABYTE, Settings
 from pipeline.batch.limits import LimitExceeded, Limits
 from pipeline.batch.outputs import output_paths
 from pipeline.batch.run import score_to_files
@@ -26,7 +29,6 @@ from pipeline.model import LoadedModel
 log = logging.getLogger(__name__)
 
 MAX_REJECTS_SHOWN = 1000
-ZIP_EXPANSION = 20  # an upload may expand to this many times API_MAX_UPLOAD_MB (BAAC CSVs compress ~8x)
 _SNIFF = 8192
 _EXTENSIONS = frozenset({"csv", "txt", "zip", "gz"})
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -41,9 +43,27 @@ class UploadTooLarge(ValueError):
     """The upload expands beyond what the settings allow; the message names the setting."""
 
 
-def upload_limits(max_upload_bytes: int) -> Limits:
-    """What one upload may expand to: ``ZIP_EXPANSION`` times the upload limit."""
-    return Limits(max_expanded_bytes=max_upload_bytes * ZIP_EXPANSION)
+class StorageFull(OSError):
+    """The server's temporary folder is full: not the client's fault, and not worth a retry at once."""
+
+
+# The setting that raises each bound of ``Limits``, named in the 413.
+LIMIT_SETTINGS = {"max_expanded_bytes": "API_MAX_EXPANDED_MB", "max_rows": "API_MAX_UPLOAD_ROWS"}
+
+
+def upload_limits(settings: Settings) -> Limits:
+    """What one upload may expand to and hold (``API_MAX_EXPANDED_MB``, ``API_MAX_UPLOAD_ROWS``)."""
+    return Limits(max_expanded_bytes=settings.max_expanded_bytes, max_rows=settings.max_upload_rows)
+
+
+def too_large(name: str, exc: LimitExceeded) -> UploadTooLarge:
+    """The refusal of an upload past a limit: which one, and how to raise it."""
+    if exc.limit == "max_rows":
+        what = f"more than {exc.bound:,} data rows"
+    else:
+        what = f"more than {exc.bound / MEGABYTE:g} MB of CSV once decompressed"
+    setting = LIMIT_SETTINGS.get(exc.limit, exc.limit)
+    return UploadTooLarge(f"{name}: {what} ({setting}); split the file, or raise {setting} on the server")
 
 
 def safe_name(name: str | None, fallback: str) -> str:
@@ -94,33 +114,33 @@ def run_job(
     job_id: str,
     model: LoadedModel,
     model_identity: dict[str, Any],
-    max_upload_bytes: int,
+    limits: Limits,
     max_reject_rate: float,
 ) -> Job:
     """Save, score and write one upload into ``folder`` (blocking: run it in a worker thread).
 
-    Raises ``UnsupportedUpload``, ``UploadTooLarge`` or ``InputError`` (naming the uploaded
-    file, never its path on the server).
+    Raises ``UnsupportedUpload``, ``UploadTooLarge``, ``StorageFull`` or ``InputError`` (naming
+    the uploaded file, never its path on the server).
     """
     inputs = folder / "input"
-    inputs.mkdir()
-    path = save_upload(upload, filename, inputs)
     parquet, rejects_csv, _ = output_paths(folder / "scored.parquet")
-    limits = upload_limits(max_upload_bytes)
     try:
+        inputs.mkdir()
+        path = save_upload(upload, filename, inputs)
         summary = score_to_files(
             [path], parquet, model, with_features=True, max_reject_rate=max_reject_rate, limits=limits
         )
     except LimitExceeded as exc:
-        raise UploadTooLarge(
-            f"{path.name}: expands to more than {exc.bound >> 20} MB of CSV "
-            f"({ZIP_EXPANSION} x API_MAX_UPLOAD_MB); raise API_MAX_UPLOAD_MB or split the file"
-        ) from exc
+        raise too_large(safe_name(filename, "upload"), exc) from exc
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise StorageFull(exc.errno, "no space left in the server's TMPDIR for this upload; try again later") from exc
     except InputError as exc:
         raise InputError(
-            _relative(exc.reason, inputs),
-            file=_relative(exc.file, inputs) if exc.file else None,
-            column=exc.column,
+            clip(_relative(exc.reason, inputs), MAX_MSG),  # a 10 MB cell is not echoed whole
+            file=clip(_relative(exc.file, inputs)) if exc.file else None,
+            column=clip(exc.column) if exc.column else None,
             rows=exc.rows,
         ) from exc
     for entry in summary.get("input", {}).get("files", []):
@@ -143,4 +163,5 @@ def first_rejects(rejects_csv: Path, limit: int = MAX_REJECTS_SHOWN) -> list[dic
     """The first ``limit`` rejects of a job, as the response lists them (blank cells -> None)."""
     text = {"id": str, "column": str, "value": str, "reason": str}
     frame = pd.read_csv(rejects_csv, nrows=limit, dtype=text, keep_default_na=False, na_values=[""])
+    frame["value"] = frame["value"].map(clip, na_action="ignore")  # the download has them whole
     return rows_of(frame)

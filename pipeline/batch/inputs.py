@@ -14,6 +14,7 @@ import errno
 import gzip
 import logging
 import os
+import re
 import stat
 import tempfile
 import zipfile
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, cast
 
-from pipeline.batch.limits import DEFAULT_LIMITS, ByteBudget, Limits
+from pipeline.batch.limits import DEFAULT_LIMITS, MAX_ZIP_MEMBERS, ByteBudget, Limits, clipped
 from pipeline.batch.stop import check_stop
 from pipeline.codebook import SCHEMA
 from pipeline.errors import InputError
@@ -34,6 +35,8 @@ from pipeline.storage import sha256_of
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 1 << 20
+MAX_HEADER_BYTES = 64 << 10  # a records header is ~1 KB; csv's field limit is 128 KB
+_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # in no text header (tab, CR, LF aside)
 ID_ALIASES: Mapping[str, str] = {"num_acc": ID_COLUMN, "accident_id": ID_COLUMN, TARGET: TARGET}
 # Record fields that no raw table has: a header holding most of them is a flat records file.
 _RAW_COLUMNS = frozenset(c.lower() for table in SCHEMA.values() for c in table)
@@ -140,11 +143,21 @@ def extract_zip(archive: Path, folder: Path, budget: ByteBudget) -> list[InputFi
         raise InputError(f"not a readable zip archive ({exc})", file=archive) from exc
     out: list[InputFile] = []
     with zf:
-        for member in zf.infolist():
+        members = zf.infolist()
+        files = sum(not m.is_dir() for m in members)
+        if files > MAX_ZIP_MEMBERS:  # refused before anything is written: 10,000 tiny files cost minutes
+            raise InputError(
+                f"zip archive holds {files:,} files: expected the four BAAC tables or one records CSV "
+                f"(at most {MAX_ZIP_MEMBERS} files)",
+                file=archive,
+            )
+        if not files:
+            raise InputError("zip archive is empty", file=archive)
+        for member in members:
             if member.is_dir():
                 continue
             inner = PurePosixPath(member.filename)
-            name = f"{archive}:{member.filename}"
+            name = f"{archive}:{clipped(member.filename, 200)}"  # a member's name may be 64 KB
             if inner.is_absolute() or ".." in inner.parts or "\\" in member.filename:
                 raise InputError("unsafe path in zip archive (absolute or with '..')", file=name)
             if stat.S_ISLNK(member.external_attr >> 16):
@@ -170,9 +183,11 @@ def extract_zip(archive: Path, folder: Path, budget: ByteBudget) -> list[InputFi
             except (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError, zlib.error) as exc:
                 raise InputError(f"cannot extract from zip archive ({exc})", file=name) from exc
             except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # a full disk is reported as what it is
+                    raise OSError(exc.errno, f"no space left in TMPDIR ({folder.parent}) to extract {name}") from exc
                 if exc.errno != errno.ENAMETOOLONG:
-                    raise  # a full disk is reported as what it is
-                raise InputError("file name too long in zip archive", file=name[:200]) from exc
+                    raise
+                raise InputError("file name too long in zip archive", file=name) from exc
             out.append(InputFile(dest, name))
     return out
 
@@ -198,9 +213,26 @@ def read_header(file: InputFile) -> tuple[list[str], str]:
     """The header's fields and the separator that splits it into the most fields (';', ',', tab or '|')."""
     try:
         with open_data(file.path) as fh:
-            line = fh.readline(1 << 20).rstrip(b"\r\n")
+            head = fh.readline(MAX_HEADER_BYTES + 1)
     except (OSError, EOFError, zlib.error) as exc:
         raise InputError(f"cannot read file ({exc})", file=file.name) from exc
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        raise InputError(
+            "a zip archive, not a CSV: give it a .zip name (zips inside zips are not read)", file=file.name
+        )
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise InputError("UTF-16 text: save the CSV as UTF-8 (or latin-1)", file=file.name, rows=[1])
+    line = re.split(rb"[\r\n]", head, maxsplit=1)[0]  # "\r" alone ends a line too (old Mac files)
+    if _CONTROL.search(line[:MAX_HEADER_BYTES]):
+        raise InputError(
+            "binary content, not a CSV text file (renamed, or compressed other than gzip?)", file=file.name
+        )
+    if len(line) > MAX_HEADER_BYTES:
+        raise InputError(
+            f"first line longer than {MAX_HEADER_BYTES >> 10} KB: not a CSV header (a binary file, or no line breaks?)",
+            file=file.name,
+            rows=[1],
+        )
     try:
         text = line.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -223,7 +255,7 @@ def classify(file: InputFile) -> str:
     except InputError:
         if not fields:
             raise InputError("file is empty", file=file.name, rows=[1]) from None
-        shown = ", ".join(fields[:6]) + (", ..." if len(fields) > 6 else "")
+        shown = ", ".join(map(clipped, fields[:6])) + (", ..." if len(fields) > 6 else "")
         raise InputError(
             f"neither a raw BAAC table (by its name) nor a records file (by its header: {shown})",
             file=file.name,
@@ -244,12 +276,12 @@ def flat_source(file: InputFile, archives: tuple[InputFile, ...] = (), budget: B
         if column is None:
             continue
         if column in canonical.values():
-            raise InputError("duplicate column", file=file.name, column=name, rows=[1])
+            raise InputError("duplicate column", file=file.name, column=clipped(name), rows=[1])
         canonical[name] = column
     missing = [c for c in RECORD_COLUMNS if c not in canonical.values()]
     if missing:
         close = difflib.get_close_matches(missing[0], [f for f in fields if f not in canonical], n=1)
-        hint = f"; found {close[0]!r} instead (renamed?)" if close else ""
+        hint = f"; found {clipped(close[0])!r} instead (renamed?)" if close else ""
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise InputError(f"missing column{more}{hint}", file=file.name, column=missing[0], rows=[1])
     extra = [f for f in fields if f not in canonical]

@@ -8,6 +8,8 @@ from pathlib import Path
 from pipeline.errors import InputError
 
 MAX_EXPANDED_BYTES = 4 << 30  # the command line's default: refuses decompression bombs, fits any real year
+MAX_ZIP_MEMBERS = 64  # files in one zip: a year is 4 tables (a few notes or a README beside them are fine)
+MAX_ECHO = 100  # characters of a cell or header name repeated in a message (a cell may be 10 MB)
 
 
 @dataclass(frozen=True)
@@ -54,3 +56,8 @@ def check_rows(rows: int, limits: Limits, file: str | Path | None = None) -> Non
     """Raise ``LimitExceeded`` when ``rows`` is past ``limits.max_rows``."""
     if limits.max_rows is not None and rows > limits.max_rows:
         raise LimitExceeded("max_rows", limits.max_rows, file=file)
+
+
+def clipped(text: str, limit: int = MAX_ECHO) -> str:
+    """``text`` for a message: at most ``limit`` characters, then how long it really is."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

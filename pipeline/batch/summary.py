@@ -10,6 +10,7 @@ import pandas as pd
 
 from pipeline.batch.batches import Batch
 from pipeline.batch.inputs import FlatSource, Source, input_files, source_name
+from pipeline.batch.limits import clipped
 from pipeline.errors import InputError
 
 if TYPE_CHECKING:
@@ -69,7 +70,11 @@ def check_policy(tally: Tally, max_reject_rate: float, source: Source) -> None:
     rate = tally.rejected_rows / tally.input_rows
     if rate > max_reject_rate and tally.first_reject is not None:
         first = tally.first_reject
-        value = f" {first['value']!r}:" if first["value"] not in ("", None) and not pd.isna(first["value"]) else ""
+        value = (
+            f" {clipped(str(first['value']))!r}:"
+            if first["value"] not in ("", None) and not pd.isna(first["value"])
+            else ""
+        )
         raise InputError(
             f"{tally.rejected_rows} of {tally.input_rows} rows rejected ({rate:.2%} > --max-reject-rate "
             f"{max_reject_rate:.2%}); first:{value} {first['reason']}",
