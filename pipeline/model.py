@@ -22,6 +22,7 @@ import xgboost as xgb
 import yaml
 
 from pipeline.features import FeatureSpec, columns_of, feature_matrix, record_row
+from pipeline.monitoring.profile import PROFILE_FILE, Profile
 from pipeline.resolve import ModelLoadError, ResolvedModel, resolve
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ class LoadedModel:
     source: str = ""
     info: Mapping[str, Any] = field(default_factory=dict)
     calibration: Calibration | None = None
+    profile: Profile | None = None  # the training profile drift is measured against (None: older models)
 
     def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
         """Probabilities for a float32 matrix in ``spec.columns`` order."""
@@ -145,8 +147,10 @@ def save_local(
     spec: FeatureSpec,
     info: Mapping[str, Any],
     calibration: Calibration | None = None,
+    profile: Profile | None = None,
 ) -> None:
-    """Write a model folder: booster, feature spec, training info (threshold, metrics...), calibration."""
+    """Write a model folder: booster, feature spec, training info (threshold, metrics...), calibration,
+    and the training profile drift is measured against."""
     folder.mkdir(parents=True, exist_ok=True)
     booster.save_model(folder / BOOSTER_FILE)
     (folder / SPEC_FILE).write_text(spec.to_json(), encoding="utf-8")
@@ -156,6 +160,11 @@ def save_local(
         calibration_file.write_text(json.dumps(calibration.to_dict(), sort_keys=True), encoding="utf-8")
     else:
         calibration_file.unlink(missing_ok=True)
+    profile_file = folder / PROFILE_FILE
+    if profile is not None:
+        profile_file.write_text(profile.to_json(), encoding="utf-8")
+    else:
+        profile_file.unlink(missing_ok=True)
 
 
 def _booster(path: Path, n_jobs: int) -> xgb.Booster:
@@ -176,6 +185,8 @@ def load_local(folder: Path, n_jobs: int = 1) -> LoadedModel:
             if calibration_file.exists()
             else None
         )
+        profile_file = folder / PROFILE_FILE
+        profile = Profile.from_json(profile_file.read_bytes()) if profile_file.exists() else None
         booster = _booster(folder / BOOSTER_FILE, n_jobs)
         threshold = float(info["threshold"])
     except (OSError, ValueError, KeyError, TypeError, xgb.core.XGBoostError) as exc:
@@ -190,6 +201,7 @@ def load_local(folder: Path, n_jobs: int = 1) -> LoadedModel:
         source=str(folder),
         info=info,
         calibration=calibration,
+        profile=profile,
     )
 
 

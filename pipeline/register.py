@@ -37,7 +37,8 @@ from pipeline.config import (
 )
 from pipeline.metrics import roc_auc
 from pipeline.model import LoadedModel, ModelLoadError, load_local, load_model, save_local
-from pipeline.records import RECORD_COLUMNS, TARGET
+from pipeline.monitoring.profile import Profile, build_profile
+from pipeline.records import ID_COLUMN, RECORD_COLUMNS, TARGET
 from pipeline.settings import PipelineSettings
 from pipeline.storage import sha256_of, write_json_atomic
 from pipeline.train import booster_params, load_years
@@ -236,7 +237,7 @@ def log_and_register(
             if (reports / name).exists():
                 mlflow.log_artifact(str(reports / name), "tables")
         folder = Path(tmp) / "model"
-        save_local(folder, model.booster, model.spec, info, model.calibration)
+        save_local(folder, model.booster, model.spec, info, model.calibration, model.profile)
         logged = log_pyfunc(folder, Path(tmp), test.head(2)[list(RECORD_COLUMNS)], model_metadata(model, info))
         mv = mlflow.register_model(logged.model_uri, settings.model_name)
         if str(mv.version) != expected_version:
@@ -275,11 +276,28 @@ def log_and_register(
     return outcome
 
 
+def reference_profile(train: pd.DataFrame, fit_predictions: pd.DataFrame) -> Profile:
+    """The training profile drift is measured against: the validation rows and their probabilities.
+
+    Validation probabilities, not in-sample ones: they come from the early-stopped model that
+    never saw those rows (calibrated as served), as new files get them; a boosted model's
+    in-sample scores are sharper than on unseen rows, so the score's PSI would flag every new
+    file. The records are those same rows (a stratified fifth of the training years: ~9,500
+    accidents for 2020, enough for deciles and the commonest categories).
+    """
+    valid = fit_predictions.loc[fit_predictions["split"] == "valid", [ID_COLUMN, "proba"]]
+    rows = train.merge(valid, on=ID_COLUMN, how="inner", validate="one_to_one")
+    return build_profile(rows, rows["proba"].to_numpy())
+
+
 def main() -> None:
     """DVC entry point."""
     p = params()
     settings = PipelineSettings()
     model = load_local(MODEL_DIR, n_jobs=p.train.n_jobs)
+    model.profile = reference_profile(
+        load_years(p.train.train_years), pd.read_parquet(MODEL_DIR / "fit_predictions.parquet")
+    )
     metrics = json.loads((REPORTS_DIR / "metrics.json").read_text(encoding="utf-8"))
     test = load_years(p.train.test_years)
     outcome = log_and_register(model, p, settings, metrics, test)

@@ -120,6 +120,9 @@ def trained(
         }
     )
     model = load_local(model_dir)
+    from pipeline.register import reference_profile
+
+    model.profile = reference_profile(train_records, fit_predictions)  # registered with the model
     reports = base / "reports"
     metrics = write_reports(model, fit_predictions, records[2021], out=reports, train=train_records)
     return Trained(model, model_dir, reports, metrics, records[2021])

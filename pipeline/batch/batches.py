@@ -30,6 +30,7 @@ class Batch:
     file: str  # the file the rejects' lines refer to...
     files: Mapping[str, str] = field(default_factory=dict)  # ...or, by rejected column, when it depends
     timings: dict[str, float] = field(default_factory=dict)
+    records: pd.DataFrame | None = None  # the scored (valid) records, for drift counts
 
 
 def reject_frame(ids: Any, lines: Any, column: Any, value: Any, reason: Any) -> pd.DataFrame:

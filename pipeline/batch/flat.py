@@ -171,4 +171,5 @@ def scored_batch(checked: CheckedBlock, future: Future[Scores], *, with_features
         rejected_rows=checked.rejected_rows,
         file=checked.file,
         timings={**checked.timings, "predict": seconds},
+        records=checked.valid,
     )

@@ -77,6 +77,7 @@ def raw_batch(source: RawSource, model: ModelRef, *, with_features: bool = False
         file=table_file["caracteristiques"],
         files={raw: table_file[table] for table, raw in RAW_SOURCE.values()},
         timings={"read": read_seconds, "check": check_seconds, "predict": predict_seconds},
+        records=valid[list(RECORD_COLUMNS)],
     )
 
 
