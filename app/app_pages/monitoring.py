@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from api.job_schemas import JobDetail, JobList, JobSummary
+from api.job_schemas import JobDetail, JobSummary
 from api.schemas import ModelInfo
 from app import client, layout
 from app import monitoring_charts as charts
@@ -22,7 +22,6 @@ from app.formatting import count, decimal, percent
 
 RUNS_SHOWN = 50  # newest runs read per page view
 HEATMAP_RUNS = 12  # newest runs in the drift heatmap (one detail request each, cached)
-LIST_TTL = 10  # seconds: a run scored elsewhere shows up soon, widget clicks do not re-ask
 DETAIL_TTL = 3600  # a recorded run does not change
 SCORE_FIELD = "proba"
 SOURCES = {"cli": "batch CLI", "dvc": "DVC score stage", "api": "API upload"}
@@ -39,12 +38,8 @@ VERDICT_HELP = (
 )
 
 
-# ``url`` keys the caches: another API is read anew.
-@st.cache_data(ttl=LIST_TTL, show_spinner="Reading the scoring runs…")
-def _jobs(url: str, limit: int) -> JobList:
-    return client.score_jobs(limit=limit)
-
-
+# The list is read on every run of the page (a file just scored must show up at once); a run's
+# detail never changes once recorded, so it is cached. ``url`` keys the cache: another API is read anew.
 @st.cache_data(ttl=DETAIL_TTL, show_spinner=False, max_entries=500)
 def _job(url: str, job_id: str) -> JobDetail:
     return client.score_job(job_id)
@@ -221,7 +216,8 @@ def show_drift_table(job: JobDetail, labels: dict[str, str]) -> None:
     st.caption(
         "PSI (population stability index) of each field against the training profile; it decides the status. "
         "The chi-square test's p-value is shown, not used: on thousands of rows nearly every field differs "
-        "'significantly'. Click a column header to sort."
+        "'significantly'. Only the fields named as drivers decide the verdict; a field the API's settings leave "
+        "out (the year, which always differs in a new file) is reported but not counted. Click a header to sort."
     )
 
 
@@ -341,10 +337,9 @@ st.markdown(
     "Every scoring run (the batch CLI, the DVC `score` stage, files scored here or through the API) is recorded "
     "with its drift against the training data and, when the file carried the outcomes, how the model did."
 )
-if st.button("Refresh", icon=":material/refresh:", key="monitor_refresh"):
-    _jobs.clear()
+st.button("Refresh", icon=":material/refresh:", key="monitor_refresh", help="Read the runs again.")
 try:
-    listing = _jobs(client.api_url(), RUNS_SHOWN)
+    listing = client.score_jobs(limit=RUNS_SHOWN)
 except ApiError as exc:
     layout.stop_on_error(exc, "Reading the scoring runs")
 jobs = listing.jobs
