@@ -7,6 +7,7 @@ status the API gave, and writes the PSI in it, so the thresholds live with the A
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from itertools import pairwise
 
 import numpy as np
 import plotly.graph_objects as go
@@ -143,3 +144,25 @@ def drift_heatmap(fields: Sequence[str], runs: Sequence[str], psi: np.ndarray, s
     fig.update_xaxes(type="category", side="top")
     fig.update_yaxes(autorange="reversed", type="category")
     return _style(fig, max(300, 24 * len(fields) + 120))
+
+
+def score_histogram(edges: Sequence[float], counts: Sequence[int]) -> go.Figure:
+    """The run's probabilities in the API's bins, as shares of the scored rows."""
+    total = sum(counts) or 1
+    bins = list(pairwise(edges))
+    centres = [(lo + hi) / 2 for lo, hi in bins]
+    widths = [hi - lo for lo, hi in bins]
+    labels = [f"{lo:.0%}–{hi:.0%}" for lo, hi in bins]
+    fig = go.Figure(
+        go.Bar(
+            x=centres,
+            y=[c / total for c in counts],
+            width=widths,
+            marker={"color": "#2e86c1", "line": {"color": "white", "width": 1}},
+            customdata=[[label, f"{c:,}"] for label, c in zip(labels, counts, strict=True)],
+            hovertemplate="P(severe) %{customdata[0]}<br>%{customdata[1]} accidents (%{y:.1%})<extra></extra>",
+        )
+    )
+    fig.update_xaxes(title="Probability of a severe accident", tickformat=".0%", range=[edges[0], edges[-1]])
+    fig.update_yaxes(title="Share of the scored accidents", tickformat=".0%", gridcolor="#eee")
+    return _style(fig, 300)

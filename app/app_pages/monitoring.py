@@ -303,11 +303,20 @@ def show_run(job: JobDetail, labels: dict[str, str], reference: dict[str, float]
     badge_row(job, labels)
     run_cards(job)
     realized_cards(job, reference)
-    st.markdown("**Drift of each field**")
-    if job.drift:
-        show_drift_table(job, labels)
-    else:
-        st.info("This run recorded no drift table.", icon=":material/info:")
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        st.markdown("**Drift of each field**")
+        if job.drift:
+            show_drift_table(job, labels)
+        else:
+            st.info("This run recorded no drift table.", icon=":material/info:")
+    with right:
+        st.markdown("**Distribution of the probabilities**")
+        if job.score_histogram is not None and job.score_histogram.counts:
+            fig = charts.score_histogram(job.score_histogram.edges, job.score_histogram.counts)
+            st.plotly_chart(fig, config={"displaylogo": False}, key="monitor_histogram")
+        else:
+            st.caption("This run recorded no score distribution.")
     st.markdown("**Downloads**")
     downloads(job)
 
