@@ -1,4 +1,4 @@
-"""File-scoring jobs: results kept on disk in a temporary folder, the most recent few only."""
+"""File-scoring jobs: the files of recent jobs, cached on local disk (the jobs themselves live in MLflow)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import logging
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -21,8 +22,6 @@ from pipeline.storage import atomic_path
 
 log = logging.getLogger(__name__)
 
-MAX_JOBS = 8
-
 
 @dataclass
 class Job:
@@ -37,6 +36,7 @@ class Job:
     rejects_total: int
     rows_total: int
     model: dict[str, Any]
+    verdict: str | None = None  # the drift verdict, when the job was recorded as a scoring run
     _csv_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def csv(self) -> Path:
@@ -70,19 +70,57 @@ class Job:
 
 
 class JobStore:
-    """A bounded LRU of jobs under one temporary folder, removed on ``close``."""
+    """The local cache of job outputs under one temporary folder, removed on ``close``.
 
-    def __init__(self, max_jobs: int = MAX_JOBS) -> None:
-        self.max_jobs = max_jobs
-        self.root: Path | None = None  # created on the first upload
-        self._jobs: OrderedDict[str, Job] = OrderedDict()
+    The jobs themselves live in MLflow (``api.services.jobs``): this folder only holds the files
+    of recent ones, for pages and downloads. Entries are dropped when unused for ``max_age_s`` or,
+    least recently used first, while the folder holds more than ``max_bytes`` (the entry in use
+    is kept); a dropped job is downloaded again on its next request. ``max_running`` bounds the
+    jobs scoring at once (``try_start`` / ``finish``).
+    """
+
+    def __init__(
+        self, max_age_s: float = 3600.0, max_bytes: int = 2 << 30, max_running: int = 2, root: Path | None = None
+    ) -> None:
+        self.max_age_s = max_age_s
+        self.max_bytes = max_bytes
+        self.max_running = max_running
+        self.parent = root  # where the temporary folder goes (None: the system's temp folder)
+        self.root: Path | None = None  # created on the first job
+        self._jobs: OrderedDict[str, tuple[Job, float, int]] = OrderedDict()  # id -> job, last use, bytes
         self._lock = threading.Lock()
+        self._running = 0
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> JobStore:
+        """A store sized by the API's settings (``API_JOB_CACHE_*``, ``API_MAX_CONCURRENT_JOBS``)."""
+        return cls(
+            max_age_s=settings.job_cache_max_age_seconds,
+            max_bytes=settings.job_cache_max_bytes,
+            max_running=settings.max_concurrent_jobs,
+            root=settings.job_cache_dir,
+        )
+
+    def try_start(self) -> bool:
+        """Take one of the ``max_running`` job slots; False when all are taken."""
+        with self._lock:
+            if self._running >= self.max_running:
+                return False
+            self._running += 1
+            return True
+
+    def finish(self) -> None:
+        """Give back a job slot."""
+        with self._lock:
+            self._running = max(0, self._running - 1)
 
     def new_folder(self) -> tuple[str, Path]:
         """A fresh job id and its (empty) folder."""
         with self._lock:
             if self.root is None:
-                self.root = Path(tempfile.mkdtemp(prefix="accident-api-jobs-"))
+                if self.parent is not None:
+                    self.parent.mkdir(parents=True, exist_ok=True)
+                self.root = Path(tempfile.mkdtemp(prefix="accident-api-jobs-", dir=self.parent))
             root = self.root
         job_id = uuid.uuid4().hex
         folder = root / job_id
@@ -90,20 +128,38 @@ class JobStore:
         return job_id, folder
 
     def add(self, job: Job) -> None:
-        """Keep a finished job, dropping the least recently used beyond ``max_jobs``."""
+        """Keep a job's files, then drop what is too old or over the disk budget."""
+        size = sum(f.stat().st_size for f in job.folder.rglob("*") if f.is_file())
         with self._lock:
-            self._jobs[job.job_id] = job
-            while len(self._jobs) > self.max_jobs:
-                _, old = self._jobs.popitem(last=False)
-                shutil.rmtree(old.folder, ignore_errors=True)
-                log.info("dropped scoring job %s", old.job_id)
+            self._jobs[job.job_id] = (job, time.monotonic(), size)
+            self._jobs.move_to_end(job.job_id)
+            dropped = self._evict()
+        for old in dropped:
+            shutil.rmtree(old.folder, ignore_errors=True)
+            log.info("dropped the local copy of scoring job %s", old.job_id)
+
+    def _evict(self) -> list[Job]:
+        """Entries to drop (called with the lock held): unused too long, then the oldest over budget."""
+        now = time.monotonic()
+        dropped = [job for job, used, _ in list(self._jobs.values())[:-1] if now - used > self.max_age_s]
+        for job in dropped:
+            del self._jobs[job.job_id]
+        total = sum(size for _, _, size in self._jobs.values())
+        while total > self.max_bytes and len(self._jobs) > 1:
+            _, (job, _, size) = self._jobs.popitem(last=False)
+            dropped.append(job)
+            total -= size
+        return dropped
 
     def get(self, job_id: str) -> Job | None:
         """A job by id (marks it recently used), or None."""
         with self._lock:
-            job = self._jobs.get(job_id)
-            if job is not None:
-                self._jobs.move_to_end(job_id)
+            entry = self._jobs.get(job_id)
+            if entry is None:
+                return None
+            job, _, size = entry
+            self._jobs[job_id] = (job, time.monotonic(), size)
+            self._jobs.move_to_end(job_id)
             return job
 
     def discard(self, folder: Path) -> None:

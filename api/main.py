@@ -23,7 +23,7 @@ from api.errors import validation_error_handler
 from api.jobs import JobStore
 from api.log_filters import install_accept_error_filter
 from api.origin import OriginGuardMiddleware
-from api.routes import admin, health, model, places, predict, score
+from api.routes import admin, health, jobs, model, places, predict, score
 from api.routes import metrics as metrics_route
 from api.schemas import ErrorResponse
 from api.services.admin_guard import AdminGuard
@@ -105,7 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.telemetry = Telemetry()
     app.state.holder = ModelHolder.from_settings(settings, app.state.telemetry)
     app.state.admin_guard = AdminGuard(settings)
-    app.state.jobs = JobStore()
+    app.state.jobs = JobStore.from_settings(settings)
     for router in (
         health.router,
         metrics_route.router,
@@ -113,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         places.router,
         predict.router,
         score.router,
+        jobs.router,
         admin.router,
     ):
         app.include_router(router)

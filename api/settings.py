@@ -9,6 +9,7 @@ server started without a real key can never be reloaded remotely.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
@@ -66,6 +67,28 @@ class Settings(BaseSettings):
         50, alias="API_MAX_ERRORS", ge=1, description="Validation errors listed in one 422 response."
     )
     max_upload_mb: float = Field(50, alias="API_MAX_UPLOAD_MB", gt=0)
+    max_concurrent_jobs: int = Field(
+        2, alias="API_MAX_CONCURRENT_JOBS", ge=1, description="File-scoring jobs at once; more get 429."
+    )
+    job_cache_dir: Path | None = Field(
+        None, alias="API_JOB_CACHE_DIR", description="Folder of the local copies of job files (default: temp)."
+    )
+    job_cache_max_age_seconds: float = Field(
+        3600, alias="API_JOB_CACHE_MAX_AGE_SECONDS", gt=0, description="Local job files unused this long are dropped."
+    )
+    job_cache_max_mb: float = Field(
+        2048, alias="API_JOB_CACHE_MAX_MB", gt=0, description="Disk budget of the local job files, MB."
+    )
+    mlflow_artifacts_dir: str = Field(
+        "mlartifacts",
+        alias="MLFLOW_ARTIFACTS_DIR",
+        description="Artifacts of an embedded (SQLite) store, relative to the database's folder.",
+    )
+    monitor_experiment: str = Field("accident-severity-scoring", alias="MONITOR_EXPERIMENT")
+    monitor_record: bool = Field(True, alias="MONITOR_RECORD", description="Record file-scoring jobs in MLflow.")
+    monitor_psi_watch: float = Field(0.1, alias="MONITOR_PSI_WATCH", gt=0)
+    monitor_psi_alert: float = Field(0.2, alias="MONITOR_PSI_ALERT", gt=0)
+    monitor_min_rows: int = Field(100, alias="MONITOR_MIN_ROWS", ge=1)
     cors_origins: Annotated[list[str], NoDecode] = Field(
         ["http://127.0.0.1:8501", "http://localhost:8501"], alias="API_CORS_ORIGINS"
     )
@@ -95,6 +118,11 @@ class Settings(BaseSettings):
     def max_upload_bytes(self) -> int:
         """Largest accepted request body, in bytes."""
         return int(self.max_upload_mb * MEGABYTE)
+
+    @property
+    def job_cache_max_bytes(self) -> int:
+        """Disk budget of the local job files, in bytes."""
+        return int(self.job_cache_max_mb * MEGABYTE)
 
     @property
     def max_json_bytes(self) -> int:

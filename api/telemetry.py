@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 UNMATCHED = "unmatched"
@@ -13,6 +13,7 @@ OTHER_METHOD = "other"
 # Label values come from this set and from route templates only: a client sending junk
 # methods or random paths cannot grow the metrics without bound.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+VERDICTS: tuple[str, ...] = ("ok", "watch", "alert", "insufficient", "none")  # "none": not recorded
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -46,6 +47,23 @@ class Telemetry:
             ["outcome"],
             registry=self.registry,
         )
+        self.last_run_verdict = Gauge(
+            "api_last_scoring_run_verdict",
+            "1 for the drift verdict of this process's last file-scoring job, 0 for the others.",
+            ["verdict"],
+            registry=self.registry,
+        )
+        self.last_run_rows = Gauge(
+            "api_last_scoring_run_rows",
+            "Rows of this process's last file-scoring job, read and scored.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.last_run_alert = Gauge(
+            "api_last_scoring_run_alert",
+            "1 when this process's last file-scoring job raised a drift alert.",
+            registry=self.registry,
+        )
         # Label lookups cost microseconds each (locks, tuple building); children never go away,
         # so each label set is looked up once.
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
@@ -76,6 +94,15 @@ class Telemetry:
             self.predicted("severe").inc(severe)
         if total - severe:
             self.predicted("not severe").inc(total - severe)
+
+    def scoring_run_finished(self, verdict: str | None, input_rows: int, scored: int) -> None:
+        """Set the last-run gauges when a file-scoring job ends."""
+        current = verdict if verdict in VERDICTS else "none"
+        for name in VERDICTS:
+            self.last_run_verdict.labels(verdict=name).set(1 if name == current else 0)
+        self.last_run_alert.set(1 if current == "alert" else 0)
+        self.last_run_rows.labels(kind="input").set(input_rows)
+        self.last_run_rows.labels(kind="scored").set(scored)
 
 
 class MetricsMiddleware:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,3 +21,10 @@ class PipelineSettings(BaseSettings):
     model_name: str = "accident-severity"
     model_alias: str = "champion"
     candidate_alias: str = "candidate"
+    # Scoring runs (pipeline.monitoring): where they go and when drift is worth a look or an alert.
+    monitor_record: bool = Field(True, description="record every batch scoring as an MLflow run")
+    monitor_experiment: str = "accident-severity-scoring"
+    monitor_psi_watch: float = Field(0.1, gt=0)
+    monitor_psi_alert: float = Field(0.2, gt=0)
+    monitor_min_rows: int = Field(100, ge=1)
+    monitor_log_timeout_seconds: float = Field(120, gt=0, description="longest wait for a run to be logged")

@@ -544,8 +544,10 @@ def test_upload_missing_file(client: TestClient) -> None:
 # --- job store
 
 
-def test_job_store_is_a_bounded_lru(tmp_path: Path) -> None:
-    store = JobStore(max_jobs=2)
+def test_job_store_keeps_a_disk_budget_least_recently_used_first(tmp_path: Path) -> None:
+    one = tmp_path / "one.parquet"
+    pd.DataFrame({"x": [1, 2, 3]}).to_parquet(one)
+    store = JobStore(max_bytes=2 * one.stat().st_size)  # room for two jobs
     jobs = []
     for _ in range(3):
         job_id, folder = store.new_folder()

@@ -13,12 +13,14 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import JobsDep, ServingDep, SettingsDep, TelemetryDep
 from api.jobs import Job
 from api.schemas import BAD_BODY, NO_MODEL, Downloads, ErrorResponse, ScoreResponse, rows_of
+from api.services.jobs import JobGone, JobNotFound, local_job, monitor
 from api.services.scoring import UnsupportedUpload, UploadTooLarge, run_job
 from pipeline.batch.summary import DEFAULT_MAX_REJECT_RATE
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/score", tags=["score"])
 
+RETRY_AFTER_S = 10  # seconds a client refused for too many jobs waits before trying again
 PageQuery = Annotated[int, Query(ge=1, description="1-based page of scored rows.")]
 PageSizeQuery = Annotated[int, Query(ge=1, le=1000, description="Scored rows per page.")]
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -28,6 +30,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         "description": "Upload larger than API_MAX_UPLOAD_MB, or expanding (zip, gzip) to more than 20 times that.",
     },
     415: {"model": ErrorResponse, "description": "Neither a CSV nor a zip file."},
+    429: {"model": ErrorResponse, "description": "API_MAX_CONCURRENT_JOBS jobs are running: retry later."},
     422: {
         "model": ErrorResponse,
         "description": "Bad content: one line naming the file, the column and the lines.",
@@ -78,9 +81,17 @@ async def score_file(
 
     Returns the summary, the rejected cells, the first page of scored rows (`id`, which is
     `Num_Acc` when the file has one, `proba`, `label`, then every record field including `lat`
-    and `long`) and download links. Later pages: `GET /score/file/{job_id}?page=2`. Jobs live
-    in this server process (a temporary folder), the 8 most recent only.
+    and `long`) and download links. Later pages: `GET /score/file/{job_id}?page=2`. Each job is
+    a scoring run in MLflow (`job_id` is its run id): `GET /score/jobs/{job_id}` gives its drift
+    and downloads, from any replica sharing the tracking server, also after a restart.
+    At most `API_MAX_CONCURRENT_JOBS` jobs run at once: more get 429 with `Retry-After`.
     """
+    if not jobs.try_start():
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail=f"{jobs.max_running} file-scoring jobs are running (API_MAX_CONCURRENT_JOBS): retry later",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
     job_id, folder = jobs.new_folder()
     done = False
     try:
@@ -94,6 +105,7 @@ async def score_file(
             serving.identity.model_dump(),
             settings.max_upload_bytes,
             max_reject_rate,
+            monitor(settings, file.filename[:200] if file.filename else None),
         )
         first_page = await run_in_threadpool(job.page, 1, page_size)
         done = True
@@ -105,22 +117,30 @@ async def score_file(
     except UploadTooLarge as exc:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=str(exc)) from exc
     finally:
+        jobs.finish()
         if not done:
             jobs.discard(folder)
     jobs.add(job)
     counts = job.summary["counts"]
     telemetry.count_predictions(counts["predicted_severe"], counts["scored"])
+    telemetry.scoring_run_finished(job.verdict, counts["input_rows"], counts["scored"])
     return _response(job, request, 1, page_size, rows_of(first_page))
 
 
-def _job(jobs: JobsDep, job_id: str) -> Job:
-    job = jobs.get(job_id)
-    if job is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no scoring job {job_id} (only recent jobs are kept)")
-    return job
+async def _job(jobs: JobsDep, job_id: str, settings: SettingsDep) -> Job:
+    """The job's files: in this process's cache, or fetched from MLflow (any replica's job, after a restart)."""
+    try:
+        return await run_in_threadpool(local_job, settings, jobs, job_id)
+    except JobNotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no scoring job {job_id[:64]}") from exc
+    except JobGone as exc:
+        raise HTTPException(status.HTTP_410_GONE, detail=str(exc)) from exc
 
 
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse, "description": "Unknown or expired job."}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "Unknown job."},
+    410: {"model": ErrorResponse, "description": "The job was deleted, or its files expired."},
+}
 
 
 @router.get(
@@ -129,9 +149,9 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse, "des
     summary="Download scored rows (Parquet)",
     responses={**NOT_FOUND, 200: {"content": {"application/octet-stream": {}}, "description": "Parquet file."}},
 )
-async def download_parquet(job_id: str, jobs: JobsDep) -> FileResponse:
+async def download_parquet(job_id: str, jobs: JobsDep, settings: SettingsDep) -> FileResponse:
     """Every scored row, with features, as Parquet."""
-    job = _job(jobs, job_id)
+    job = await _job(jobs, job_id, settings)
     return FileResponse(job.parquet, media_type="application/octet-stream", filename=f"scored-{job_id}.parquet")
 
 
@@ -141,9 +161,9 @@ async def download_parquet(job_id: str, jobs: JobsDep) -> FileResponse:
     summary="Download rejected cells (CSV)",
     responses={**NOT_FOUND, 200: {"content": {"text/csv": {}}, "description": "CSV file."}},
 )
-async def download_rejects(job_id: str, jobs: JobsDep) -> FileResponse:
+async def download_rejects(job_id: str, jobs: JobsDep, settings: SettingsDep) -> FileResponse:
     """Every rejected cell: line, column, value, reason."""
-    job = _job(jobs, job_id)
+    job = await _job(jobs, job_id, settings)
     return FileResponse(job.rejects_csv, media_type="text/csv", filename=f"rejects-{job_id}.csv")
 
 
@@ -153,9 +173,9 @@ async def download_rejects(job_id: str, jobs: JobsDep) -> FileResponse:
     summary="Download scored rows (CSV)",
     responses={**NOT_FOUND, 200: {"content": {"text/csv": {}}, "description": "CSV file."}},
 )
-async def download_csv(job_id: str, jobs: JobsDep) -> FileResponse:
+async def download_csv(job_id: str, jobs: JobsDep, settings: SettingsDep) -> FileResponse:
     """Every scored row, with features, as CSV."""
-    job = _job(jobs, job_id)
+    job = await _job(jobs, job_id, settings)
     path = await run_in_threadpool(job.csv)
     return FileResponse(path, media_type="text/csv", filename=f"scored-{job_id}.csv")
 
@@ -168,9 +188,14 @@ async def download_csv(job_id: str, jobs: JobsDep) -> FileResponse:
     responses=NOT_FOUND,
 )
 async def score_job(
-    job_id: str, request: Request, jobs: JobsDep, page: PageQuery = 1, page_size: PageSizeQuery = 100
+    job_id: str,
+    request: Request,
+    jobs: JobsDep,
+    settings: SettingsDep,
+    page: PageQuery = 1,
+    page_size: PageSizeQuery = 100,
 ) -> ScoreResponse:
     """The same response as the upload, for another page of the scored rows."""
-    job = _job(jobs, job_id)
+    job = await _job(jobs, job_id, settings)
     frame = await run_in_threadpool(job.page, page, page_size)
     return _response(job, request, page, page_size, rows_of(frame))

@@ -18,6 +18,7 @@ import pandas as pd
 from api.jobs import Job
 from api.schemas import rows_of
 from pipeline.batch.limits import LimitExceeded, Limits
+from pipeline.batch.monitor import Monitor
 from pipeline.batch.outputs import output_paths
 from pipeline.batch.run import score_to_files
 from pipeline.errors import InputError
@@ -96,11 +97,13 @@ def run_job(
     model_identity: dict[str, Any],
     max_upload_bytes: int,
     max_reject_rate: float,
+    recorder: Monitor | None = None,
 ) -> Job:
     """Save, score and write one upload into ``folder`` (blocking: run it in a worker thread).
 
     Raises ``UnsupportedUpload``, ``UploadTooLarge`` or ``InputError`` (naming the uploaded
-    file, never its path on the server).
+    file, never its path on the server). With a ``recorder`` the job is recorded as a scoring run
+    in MLflow and its id is the run's (a failed log leaves the local id, with a warning).
     """
     inputs = folder / "input"
     inputs.mkdir()
@@ -109,7 +112,13 @@ def run_job(
     limits = upload_limits(max_upload_bytes)
     try:
         summary = score_to_files(
-            [path], parquet, model, with_features=True, max_reject_rate=max_reject_rate, limits=limits
+            [path],
+            parquet,
+            model,
+            with_features=True,
+            max_reject_rate=max_reject_rate,
+            limits=limits,
+            monitor=recorder,
         )
     except LimitExceeded as exc:
         raise UploadTooLarge(
@@ -127,7 +136,7 @@ def run_job(
         entry["path"] = _relative(str(entry.get("path", "")), inputs)
     counts = summary["counts"]
     return Job(
-        job_id=job_id,
+        job_id=recorder.run_id if recorder is not None and recorder.run_id else job_id,
         folder=folder,
         parquet=parquet,
         rejects_csv=rejects_csv,
@@ -136,6 +145,7 @@ def run_job(
         rejects_total=counts["rejected_cells"],
         rows_total=counts["scored"],
         model=model_identity,
+        verdict=recorder.record.drift.verdict if recorder is not None and recorder.record is not None else None,
     )
 
 

@@ -12,11 +12,14 @@ from pathlib import Path
 
 from pipeline.batch.flat import BLOCK_SIZE, MIN_BLOCK_SIZE
 from pipeline.batch.loading import ModelUnavailable, start_model_load
+from pipeline.batch.monitor import LogTarget, Monitor, artifact_location
 from pipeline.batch.run import score_to_files
 from pipeline.batch.stop import Stopped, stop_on_signals
 from pipeline.batch.summary import DEFAULT_MAX_REJECT_RATE
 from pipeline.cli import EXIT_INPUT, EXIT_INTERRUPTED, EXIT_IO, EXIT_MODEL, EXIT_TERMINATED, fail, setup_logging
 from pipeline.errors import InputError
+from pipeline.monitoring.drift import DriftThresholds
+from pipeline.settings import PipelineSettings
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +56,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--block-size", type=_block_size, default=BLOCK_SIZE, help="bytes of flat CSV per block (default: 8 MiB)"
     )
+    parser.add_argument(
+        "--source",
+        choices=("cli", "dvc"),
+        default="cli",
+        help="what ran the job, as the scoring run records it (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-record",
+        action="store_true",
+        help="do not record the scoring run in MLflow (also MONITOR_RECORD=false)",
+    )
     return parser
+
+
+def monitor_from_settings(source: str, settings: PipelineSettings, input_name: str | None) -> Monitor:
+    """The scoring-run recorder of the command line, configured from the environment."""
+    return Monitor(
+        source="dvc" if source == "dvc" else "cli",
+        target=LogTarget(
+            settings.mlflow_tracking_uri,
+            settings.monitor_experiment,
+            artifact_location(settings.mlflow_tracking_uri, settings.mlflow_artifacts_dir),
+        ),
+        thresholds=DriftThresholds(
+            psi_watch=settings.monitor_psi_watch,
+            psi_alert=settings.monitor_psi_alert,
+            min_rows=settings.monitor_min_rows,
+        ),
+        background=True,
+        timeout_s=settings.monitor_log_timeout_seconds,
+        input_name=input_name,
+    )
 
 
 def _rate(text: str) -> float:
@@ -90,6 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             with contextlib.ExitStack() as stack:
                 # The model loads in the background while the input is read and checked.
                 model = start_model_load(args.model, stack, n_jobs=args.n_jobs, timings=timings)
+                settings = PipelineSettings()
+                monitor = None
+                if settings.monitor_record and not args.no_record:
+                    name = args.inputs[0].name if len(args.inputs) == 1 else None
+                    monitor = monitor_from_settings(args.source, settings, name).start(stack)
                 summary = score_to_files(
                     args.inputs,
                     args.output,
@@ -99,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     block_size=args.block_size,
                     timings=timings,
                     progress=True,
+                    monitor=monitor,
                 )
         except InputError as exc:
             return fail(exc, EXIT_INPUT)

@@ -18,6 +18,7 @@ from pipeline.batch.flat import BLOCK_SIZE, flat_batches
 from pipeline.batch.inputs import FlatSource, RawSource, Source, resolve_inputs, source_name
 from pipeline.batch.limits import DEFAULT_LIMITS, Limits, check_rows
 from pipeline.batch.loading import ModelRef, loaded_model
+from pipeline.batch.monitor import Monitor
 from pipeline.batch.outputs import OutputFiles, now, output_frame, output_paths
 from pipeline.batch.raw import raw_batch
 from pipeline.batch.stop import check_stop
@@ -37,6 +38,7 @@ def score_to_files(
     limits: Limits = DEFAULT_LIMITS,
     timings: Mapping[str, float] | None = None,
     progress: bool = False,
+    monitor: Monitor | None = None,
 ) -> dict[str, Any]:
     """Score ``paths`` into ``output`` (+ ``.rejects.csv`` and ``.summary.json``), block by block in
     bounded memory; returns the summary.
@@ -44,6 +46,8 @@ def score_to_files(
     Raises ``InputError`` for bad input (``LimitExceeded`` past ``limits``), leaving no output.
     ``model`` may still be loading (a future); ``timings`` (e.g. the model's loading time,
     filled in while this runs) go into the summary; ``progress`` draws a bar on a terminal.
+    ``monitor`` counts drift block by block and, once the outputs are published, records the
+    run in MLflow (its ``run_id`` is set then; a failed log is only a warning).
     """
     start = time.perf_counter()
     scored_at = now()
@@ -61,6 +65,8 @@ def score_to_files(
         for batch in iter_batches(source, model, with_features=with_features, block_size=block_size):
             check_stop()
             tally.add(batch)
+            if monitor is not None:
+                monitor.add(batch, loaded_model(model))
             check_rows(tally.input_rows, limits, source_name(source))
             write_start = time.perf_counter()
             out.write_scored(output_frame(batch, loaded_model(model), scored_at))
@@ -73,6 +79,20 @@ def score_to_files(
             tally, source, loaded_model(model), scored_at, max_reject_rate, time.perf_counter() - start
         )
         out.write_summary(summary)
+    if monitor is not None:  # the outputs are in place: record the run with them
+        loaded = loaded_model(model)
+        if (
+            monitor.build(
+                summary,
+                loaded,
+                tally.scores(),
+                tally.outcomes() if tally.has_outcome else None,
+                scored_at.to_pydatetime(),
+            )
+            is not None
+        ):
+            parquet, rejects, summary_json = output_paths(output)
+            monitor.log({"scored": parquet, "rejects": rejects, "summary": summary_json})
     return summary
 
 

@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.metrics import classification_metrics, confusion
 from pipeline.monitoring.drift import DriftReport, DriftThresholds, drift_report
 from pipeline.monitoring.profile import Profile
 
@@ -44,6 +43,7 @@ class InputSummary(_Frozen):
     """What was read: a fingerprint of the input files and the row counts."""
 
     fingerprint: str  # SHA-256 over the files' names and SHA-256s
+    name: str | None = None  # what the user called the input (file or folder name)
     files: dict[str, str] = Field(default_factory=dict)  # file name -> SHA-256
     input_rows: int = Field(ge=0)
     scored: int = Field(ge=0)
@@ -112,6 +112,10 @@ def score_summary(proba: np.ndarray, threshold: float) -> ScoreSummary:
 
 def realized_metrics(outcomes: np.ndarray, proba: np.ndarray, threshold: float) -> Realized:
     """ROC-AUC, F1, recall, precision and the confusion matrix at ``threshold``."""
+    # Imported here: pipeline.metrics imports scikit-learn (~1 s of CPU), which importing this
+    # package must not cost the batch job; by the time outcomes are scored the model loader has.
+    from pipeline.metrics import classification_metrics, confusion
+
     y = np.asarray(outcomes).astype(np.int64)
     p = np.asarray(proba, dtype=np.float64)
     m = classification_metrics(y, p, threshold)

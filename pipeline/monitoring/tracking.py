@@ -54,6 +54,7 @@ class RunSummary(BaseModel):
     drivers: tuple[str, ...]
     model_name: str | None
     model_version: str | None
+    input_name: str | None = None
     metrics: dict[str, float]
 
 
@@ -132,6 +133,7 @@ def run_tags(record: ScoringRun) -> dict[str, str]:
         "drift.drivers": ",".join(record.drift.drivers)[:5000],
         "model.name": record.model.name or "",
         "model.version": record.model.version or "",
+        "input.name": (record.input.name or "")[:500],
     }
 
 
@@ -203,6 +205,7 @@ def _summary(run: Run) -> RunSummary:
         drivers=tuple(d for d in drivers.split(",") if d),
         model_name=tags.get("model.name") or None,
         model_version=tags.get("model.version") or None,
+        input_name=tags.get("input.name") or None,
         metrics=dict(run.data.metrics),
     )
 

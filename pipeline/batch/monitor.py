@@ -1,0 +1,198 @@
+"""A batch scoring recorded as a scoring run: drift counted block by block, logged to MLflow once published.
+
+``Monitor`` counts every scored block against the model's training profile (``DriftCounts``,
+bounded memory), then, once the outputs are in place, builds the ``ScoringRun`` and logs it with
+the output files (``pipeline.monitoring.tracking.log_scoring_run``). A failed log is a warning:
+the scoring itself succeeded.
+
+The command line logs from a spawned child process started with the job, which imports MLflow
+(about a second of CPU) while the input is read, off the job's critical path; the API, which has
+MLflow loaded already, logs in its worker thread (``background=False``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+from collections.abc import Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from pipeline.monitoring.drift import DriftCounts, DriftThresholds
+
+if TYPE_CHECKING:
+    from pipeline.batch.batches import Batch
+    from pipeline.model import LoadedModel
+    from pipeline.monitoring.record import ScoringRun
+
+log = logging.getLogger(__name__)
+
+RunSource = Literal["cli", "dvc", "api"]
+
+
+def artifact_location(tracking_uri: str, artifacts_dir: str | Path) -> str | None:
+    """Where a new experiment's artifacts go: a tracking server has its own default (None); an embedded
+    store keeps them in ``artifacts_dir``, relative to the SQLite file's folder (``mlartifacts`` beside
+    ``mlflow.db`` by default, as ``pipeline.register`` does) or to the current folder."""
+    folder = Path(artifacts_dir)
+    if tracking_uri.startswith("sqlite:///"):
+        if not folder.is_absolute():
+            folder = Path(tracking_uri.removeprefix("sqlite:///")).parent / folder
+        return folder.resolve().as_uri()
+    if tracking_uri.startswith("file:") or "://" not in tracking_uri:
+        return folder.resolve().as_uri()
+    return None
+
+
+@dataclass(frozen=True)
+class LogTarget:
+    """Where scoring runs are logged."""
+
+    tracking_uri: str
+    experiment: str
+    artifact_location: str | None = None
+
+
+def log_run(record: ScoringRun, files: Mapping[str, Path], target: LogTarget) -> tuple[str | None, str | None]:
+    """Log one run; returns (run id, None), or (None, why) when the tracking store refused or was unreachable."""
+    from mlflow.exceptions import MlflowException
+
+    from pipeline.monitoring.tracking import log_scoring_run
+
+    try:
+        run_id = log_scoring_run(
+            record,
+            files,
+            target.experiment,
+            tracking_uri=target.tracking_uri,
+            artifact_location=target.artifact_location,
+        )
+    except (MlflowException, OSError, ValueError) as exc:  # requests' errors are OSErrors
+        return None, f"{type(exc).__name__}: {exc}"[:2000]
+    return run_id, None
+
+
+def _warm_child() -> None:
+    """The logging process: import MLflow now, while the job reads its input; quiet; Ctrl-C is the parent's."""
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    logging.disable(logging.WARNING)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import pipeline.monitoring.tracking  # noqa: F401
+
+
+@dataclass
+class Monitor:
+    """Drift counts of one scoring and, once it is published, its run in MLflow."""
+
+    source: RunSource
+    target: LogTarget
+    thresholds: DriftThresholds = field(default_factory=DriftThresholds)
+    background: bool = True
+    timeout_s: float = 120.0
+    input_name: str | None = None
+    run_id: str | None = None  # set once logged
+    record: ScoringRun | None = None  # set once built
+    _counts: DriftCounts | None = None
+    _child: ProcessPoolExecutor | None = None
+    _pid: Future[int] | None = None
+
+    def start(self, stack: contextlib.ExitStack) -> Monitor:
+        """Start the logging process (``background``); closing ``stack`` stops it."""
+        if self.background:
+            context = multiprocessing.get_context("spawn")  # this process runs threads: no fork
+            self._child = ProcessPoolExecutor(1, mp_context=context, initializer=_warm_child)
+            self._pid = self._child.submit(os.getpid)
+            stack.callback(self._stop)
+        return self
+
+    def _stop(self) -> None:
+        if self._child is None or self._pid is None:
+            return
+        self._child.shutdown(wait=False, cancel_futures=True)
+        with contextlib.suppress(FutureTimeout, BrokenProcessPool, ProcessLookupError):
+            os.kill(self._pid.result(timeout=30), signal.SIGKILL)
+        self._child = None
+
+    def add(self, batch: Batch, model: LoadedModel) -> None:
+        """Count one scored block (nothing when the model has no training profile)."""
+        if model.profile is None or batch.records is None:
+            return
+        if self._counts is None:
+            self._counts = DriftCounts(model.profile)
+        self._counts.add(batch.records, batch.proba)
+
+    def build(
+        self,
+        summary: Mapping[str, Any],
+        model: LoadedModel,
+        proba: np.ndarray,
+        outcomes: np.ndarray | None,
+        started_at: datetime,
+    ) -> ScoringRun | None:
+        """The run's record from the summary and the counts (None when the model has no profile)."""
+        from pipeline.monitoring.record import (
+            InputSummary,
+            ModelRef,
+            ScoringRun,
+            fingerprint,
+            realized_metrics,
+            score_summary,
+        )
+
+        if model.profile is None:
+            log.warning("model %s has no training profile: scoring run not recorded", model.version)
+            return None
+        counts = self._counts or DriftCounts(model.profile)
+        files = {str(f["path"]): str(f["sha256"]) for f in summary["input"]["files"]}
+        known = None
+        if outcomes is not None:
+            mask = ~np.isnan(outcomes)
+            known = (outcomes[mask], proba[mask]) if mask.any() else None
+        c = summary["counts"]
+        self.record = ScoringRun(
+            started_at=started_at,
+            source=self.source,
+            model=ModelRef(name=model.name, version=model.version, alias=model.alias, run_id=model.run_id),
+            input=InputSummary(
+                fingerprint=fingerprint(files),
+                name=self.input_name or next(iter(files), None),
+                files=files,
+                input_rows=c["input_rows"],
+                scored=c["scored"],
+                rejected=c["rejected"],
+            ),
+            score=score_summary(proba, model.threshold),
+            drift=counts.report(self.thresholds),
+            realized=realized_metrics(known[0], known[1], model.threshold) if known else None,
+            seconds=summary.get("timings_s", {}).get("total"),
+        )
+        return self.record
+
+    def log(self, files: Mapping[str, Path]) -> str | None:
+        """Log the built record with ``files`` (kind -> path); a failure is logged as a warning."""
+        if self.record is None:
+            return None
+        try:
+            if self._child is not None:
+                future = self._child.submit(log_run, self.record, dict(files), self.target)
+                run_id, error = future.result(timeout=self.timeout_s)
+            else:
+                run_id, error = log_run(self.record, files, self.target)
+        except (FutureTimeout, BrokenProcessPool) as exc:
+            run_id, error = None, f"logging process failed or took over {self.timeout_s:.0f} s ({exc!r})"
+        if error is not None:
+            log.warning("scoring run not recorded in %s: %s", self.target.tracking_uri, error)
+            return None
+        self.run_id = run_id
+        log.info("scoring run %s recorded (verdict %s)", run_id, self.record.drift.verdict)
+        return run_id

@@ -1,0 +1,73 @@
+"""Every batch scoring is a scoring run in MLflow: the command line and the DVC stage (real SQLite store)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from pipeline.batch.cli import main
+from pipeline.model import load_model
+from pipeline.monitoring.tracking import download_output, get_scoring_run, list_scoring_runs
+from pipeline.records import RECORD_FIELDS
+
+
+@pytest.fixture
+def store(registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The registry's tracking store, with scoring runs in an experiment of this test's own."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry.tracking_uri)
+    monkeypatch.setenv("MONITOR_EXPERIMENT", f"scoring-{tmp_path.name}")
+    monkeypatch.setenv("MLFLOW_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    return f"scoring-{tmp_path.name}"
+
+
+def test_registered_model_carries_its_training_profile(registry) -> None:
+    model = load_model(registry.champion_uri, registry.tracking_uri)
+    assert model.profile is not None
+    assert set(model.profile.fields) == {f.name for f in RECORD_FIELDS}
+    assert model.profile.rows == model.info["rows"]["valid"]  # the validation rows
+
+
+@pytest.mark.parametrize("source", ["cli", "dvc"])
+def test_cli_and_dvc_runs_are_recorded_with_drift_per_field(
+    registry, store: str, extracts: Path, tmp_path: Path, source: str
+) -> None:
+    out = tmp_path / "scores.parquet"
+    args = [str(extracts / "2021"), "--output", str(out), "--n-jobs", "1"]
+    assert main([*args, "--source", source] if source == "dvc" else args) == 0
+    page = list_scoring_runs(store, tracking_uri=registry.tracking_uri)
+    assert len(page.runs) == 1
+    run = page.runs[0]
+    assert run.source == source
+    assert run.model_version == registry.version
+    assert run.input_name == "2021"
+    assert {f"psi.{f.name}" for f in RECORD_FIELDS} | {"psi.proba"} <= set(run.metrics)
+    scored = pd.read_parquet(out)
+    assert run.metrics["rows.scored"] == len(scored)
+    stored = get_scoring_run(run.run_id, tracking_uri=registry.tracking_uri)
+    assert {d.field for d in stored.record.drift.fields} == {f.name for f in RECORD_FIELDS}
+    assert stored.record.realized is not None  # the raw tables carry the outcome
+    assert stored.record.realized.n == len(scored)
+    copy = download_output(run.run_id, "scored", tmp_path / "copy", tracking_uri=registry.tracking_uri)
+    assert copy.read_bytes() == out.read_bytes()
+    assert sorted(stored.outputs) == ["rejects", "scored", "summary"]
+
+
+def test_no_record_logs_nothing(registry, store: str, extracts: Path, tmp_path: Path) -> None:
+    out = tmp_path / "scores.parquet"
+    assert main([str(extracts / "2021"), "-o", str(out), "--n-jobs", "1", "--no-record"]) == 0
+    assert out.exists()
+    assert list_scoring_runs(store, tracking_uri=registry.tracking_uri).runs == ()
+
+
+def test_a_failed_log_is_a_warning_not_a_failed_scoring(
+    registry, store: str, extracts: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = MlflowClient(registry.tracking_uri)
+    client.delete_experiment(client.create_experiment(store))  # a deleted experiment refuses new runs
+    out = tmp_path / "scores.parquet"
+    assert main([str(extracts / "2021"), "-o", str(out), "--n-jobs", "1"]) == 0
+    assert out.exists() and out.with_name("scores.summary.json").exists()
+    assert "scoring run not recorded" in caplog.text
