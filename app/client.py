@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from api.job_schemas import JobDetail, JobList
 from api.schemas import (
     EvaluationResponse,
     HealthResponse,
@@ -159,6 +161,19 @@ def score_file(name: str, content: bytes, page_size: int = 100) -> ScoreResponse
         timeout=Settings().score_timeout,
     )
     return _parse(response, ScoreResponse)
+
+
+def score_jobs(limit: int = 50, page_token: str | None = None) -> JobList:
+    """``GET /score/jobs``: scoring runs (CLI, DVC stage, API uploads), newest first, one page."""
+    params: dict[str, Any] = {"limit": limit}
+    if page_token:
+        params["page_token"] = page_token
+    return _parse(_send("GET", "/score/jobs", params=params), JobList)
+
+
+def score_job(job_id: str) -> JobDetail:
+    """``GET /score/jobs/{id}``: one scoring run with its drift table and download links."""
+    return _parse(_send("GET", f"/score/jobs/{quote(job_id, safe='')}"), JobDetail)
 
 
 def download(url: str) -> bytes:

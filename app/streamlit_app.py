@@ -23,6 +23,7 @@ PAGES = [
     st.Page("app_pages/evaluation.py", title="Model evaluation", icon=":material/rule:", url_path="evaluation"),
     st.Page("app_pages/what_if.py", title="What-if", icon=":material/tune:", url_path="what-if"),
     st.Page("app_pages/batch.py", title="Batch scoring", icon=":material/upload_file:", url_path="batch"),
+    st.Page("app_pages/monitoring.py", title="Monitoring", icon=":material/monitoring:", url_path="monitoring"),
 ]
 
 current = st.navigation(PAGES)
