@@ -27,7 +27,8 @@ import xgboost as xgb
 from pipeline.config import BUNDLED_DIR, ROOT, load_params
 from pipeline.features import FeatureSpec, frame_matrix
 from pipeline.ingest import find_tables, read_year
-from pipeline.records import TARGET, records_from_tables
+from pipeline.record_tables import records_from_tables
+from pipeline.records import TARGET
 from pipeline.settings import PipelineSettings
 from pipeline.train import booster_params, fit, split_valid
 

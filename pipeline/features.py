@@ -23,13 +23,8 @@ import pyarrow.compute as pc
 from pipeline import codebook
 from pipeline.config import PROCESSED_DIR, params
 from pipeline.ingest import load_interim
-from pipeline.records import (
-    DEPARTMENTS,
-    OBSTACLE_GROUPS,
-    RECORD_FIELDS,
-    TARGET,
-    records_from_tables,
-)
+from pipeline.record_tables import records_from_tables
+from pipeline.records import DEPARTMENTS, OBSTACLE_GROUPS, RECORD_FIELDS, TARGET
 from pipeline.storage import write_parquet_atomic
 
 log = logging.getLogger(__name__)
