@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from api.schemas import (
+from api.responses import (
     EvaluationResponse,
     HealthResponse,
     ModelInfo,

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from api.schemas import ModelInfo, ScoreResponse
+from api.responses import ModelInfo, ScoreResponse
 from app import charts, client, layout
 from app.client import ApiError
 from app.formatting import count, percent

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from api.schemas import EvaluationResponse, SliceReport
+from api.responses import EvaluationResponse, SliceReport
 from app import charts, layout
 from app.formatting import count, decimal, percent, signed_points
 

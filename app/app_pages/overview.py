@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from api.schemas import ModelInfo
+from api.responses import ModelInfo
 from app import charts, client, layout
 from app.formatting import count, decimal, percent, signed_points, timestamp
 

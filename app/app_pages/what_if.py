@@ -14,7 +14,7 @@ from typing import Any, TypedDict
 import pandas as pd
 import streamlit as st
 
-from api.schemas import FieldInfo, ModelInfo, Place, PredictionResponse
+from api.responses import FieldInfo, ModelInfo, Place, PredictionResponse
 from app import charts, client, layout
 from app.client import ApiError
 from app.formatting import count, percent
