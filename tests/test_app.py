@@ -21,7 +21,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from app import charts, client
+from app import client
+from app.charts.maps import map_config
 from app.client import ApiError, ApiUnavailable
 from app.settings import Settings
 from tests.servers import free_port, server
@@ -488,6 +489,6 @@ def test_a_failing_prediction_is_shown_not_raised(live: str, monkeypatch: pytest
 
 
 def test_map_outlines_come_from_the_dashboard_itself() -> None:
-    assert charts.map_config()["topojsonURL"] == "/app/static/"
-    assert charts.map_config("/survey/")["topojsonURL"] == "/survey/app/static/"
+    assert map_config()["topojsonURL"] == "/app/static/"
+    assert map_config("/survey/")["topojsonURL"] == "/survey/app/static/"
     assert (ROOT / "app" / "static" / "europe_50m.json").stat().st_size > 100_000

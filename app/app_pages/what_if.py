@@ -15,7 +15,9 @@ import pandas as pd
 import streamlit as st
 
 from api.responses import FieldInfo, ModelInfo, Place, PredictionResponse
-from app import charts, client, layout
+from app import client, layout
+from app.charts.risk import factor_bars, probability_gauge, scenario_bars
+from app.charts.style import CHART_CONFIG
 from app.client import ApiError
 from app.formatting import count, percent
 
@@ -267,8 +269,8 @@ def show_prediction(result: dict[str, Any]) -> None:
     severe = response.label == 1
     with left:
         st.plotly_chart(
-            charts.probability_gauge(response.probability, response.threshold),
-            config=charts.CHART_CONFIG,
+            probability_gauge(response.probability, response.threshold),
+            config=CHART_CONFIG,
             key="whatif_gauge",
         )
     with right:
@@ -291,14 +293,14 @@ def show_prediction(result: dict[str, Any]) -> None:
         )
     if response.explanation is not None and response.explanation.factors:
         factors = response.explanation.factors
-        fig = charts.factor_bars(
+        fig = factor_bars(
             [f.label_en for f in factors],
             [factor_value(f.value, f.value_label) for f in factors],
             [f.contribution for f in factors],
             [f"{f.label_fr} ({f.feature})" for f in factors],
         )
         st.markdown("**What drives this prediction**")
-        st.plotly_chart(fig, config=charts.CHART_CONFIG, key="whatif_factors")
+        st.plotly_chart(fig, config=CHART_CONFIG, key="whatif_factors")
         st.caption(
             f"The {len(factors)} features that moved this accident's score the most away from the average "
             "accident (SHAP values, in log-odds), each with its value: red raises the risk, blue lowers it."
@@ -360,8 +362,8 @@ def comparison(info: ModelInfo, threshold: float) -> None:
         return
     left, right = st.columns([2, 3], gap="large")
     with left:
-        fig = charts.scenario_bars([s["name"] for s in scenarios], [s["probability"] for s in scenarios], threshold)
-        st.plotly_chart(fig, config=charts.CHART_CONFIG, key="whatif_scenarios_chart")
+        fig = scenario_bars([s["name"] for s in scenarios], [s["probability"] for s in scenarios], threshold)
+        st.plotly_chart(fig, config=CHART_CONFIG, key="whatif_scenarios_chart")
         st.caption(f"Dashed line: the decision threshold ({percent(threshold)}); red bars are predicted severe.")
     with right:
         diff = differences(info, scenarios)
