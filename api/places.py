@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from api.schemas import Place
+from api.responses import Place
 
 log = logging.getLogger(__name__)
 COMMUNES_FILE = Path(__file__).resolve().parent.parent / "data" / "places" / "communes.json.gz"

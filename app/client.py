@@ -17,7 +17,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from api.job_schemas import JobDetail, JobList
-from api.schemas import (
+from api.responses import (
     EvaluationResponse,
     HealthResponse,
     ModelInfo,

@@ -14,7 +14,7 @@ from typing import NoReturn
 
 import streamlit as st
 
-from api.schemas import EvaluationResponse, ModelInfo, ReadyResponse
+from api.responses import EvaluationResponse, ModelInfo, ReadyResponse
 from app import client
 from app.client import ApiError, ApiUnavailable
 from app.formatting import timestamp

@@ -25,9 +25,11 @@ import pandas as pd
 import xgboost as xgb
 
 from pipeline.config import BUNDLED_DIR, ROOT, load_params
-from pipeline.features import FeatureSpec, frame_matrix
+from pipeline.feature_spec import FeatureSpec
+from pipeline.features import frame_matrix
 from pipeline.ingest import find_tables, read_year
-from pipeline.records import TARGET, records_from_tables
+from pipeline.record_tables import records_from_tables
+from pipeline.records import TARGET
 from pipeline.settings import PipelineSettings
 from pipeline.train import booster_params, fit, split_valid
 
@@ -67,7 +69,7 @@ def bench_features(year: int = 2021) -> dict[str, float]:
 
 
 def _spec_for(records: pd.DataFrame) -> FeatureSpec:
-    from pipeline.features import fit_spec
+    from pipeline.feature_spec import fit_spec
 
     return fit_spec(records, records[TARGET].to_numpy(), load_params().features.max_vma)
 

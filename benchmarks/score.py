@@ -69,7 +69,7 @@ def bundled_records(year: int) -> pd.DataFrame:
     """Accident records (with target) of a bundled year, built as the pipeline builds them."""
     from pipeline.config import BUNDLED_DIR, load_params
     from pipeline.ingest import find_tables, read_year
-    from pipeline.records import records_from_tables
+    from pipeline.record_tables import records_from_tables
 
     tables = read_year(find_tables([BUNDLED_DIR / str(year)]))
     return records_from_tables(tables, max_vma=load_params().features.max_vma)

@@ -305,10 +305,10 @@ def datagouv_files(year: int, cache: Path = CACHE_DIR, base_url: str = DATAGOUV_
     return out
 
 
-def source_files(year: int, source: str, bundled: Path = BUNDLED_DIR) -> list[Path]:
-    """The raw files for a year, from the bundled copy or data.gouv.fr."""
+def source_files(year: int, source: str, bundled: Path | None = None) -> list[Path]:
+    """The raw files for a year, from the bundled copy (``BUNDLED_DIR`` by default) or data.gouv.fr."""
     if source == "bundled":
-        folder = bundled / str(year)
+        folder = (bundled or BUNDLED_DIR) / str(year)
         if not folder.is_dir():
             raise InputError(f"no bundled data for year {year}", file=folder)
         return [folder]

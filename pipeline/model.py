@@ -21,7 +21,8 @@ import pandas as pd
 import xgboost as xgb
 import yaml
 
-from pipeline.features import FeatureSpec, columns_of, feature_matrix, record_row
+from pipeline.feature_spec import FeatureSpec
+from pipeline.features import columns_of, feature_matrix, record_row
 from pipeline.monitoring.profile import PROFILE_FILE, Profile
 from pipeline.resolve import ModelLoadError, ResolvedModel, resolve
 

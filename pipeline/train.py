@@ -20,7 +20,8 @@ from sklearn.metrics import precision_recall_curve
 from sklearn.model_selection import train_test_split
 
 from pipeline.config import MODEL_DIR, PROCESSED_DIR, ThresholdParams, TrainParams, params
-from pipeline.features import FeatureSpec, fit_spec, frame_matrix, out_of_fold_encodings
+from pipeline.feature_spec import FeatureSpec, fit_spec, out_of_fold_encodings
+from pipeline.features import frame_matrix
 from pipeline.model import Calibration, save_local
 from pipeline.records import ID_COLUMN, TARGET
 from pipeline.storage import write_parquet_atomic

@@ -21,7 +21,8 @@ from pipeline.config import Params, load_params
 from pipeline.evaluate import write_reports
 from pipeline.ingest import find_tables, read_year
 from pipeline.model import LoadedModel, load_local, save_local
-from pipeline.records import ID_COLUMN, TARGET, records_from_tables
+from pipeline.record_tables import records_from_tables
+from pipeline.records import ID_COLUMN, TARGET
 from pipeline.settings import PipelineSettings
 from pipeline.train import choose_threshold, fit, split_valid
 

@@ -26,7 +26,7 @@ from api.explain import DERIVED_LABELS, feature_label, value_label
 from api.jobs import Job, JobStore
 from api.main import create_app
 from api.settings import Settings
-from pipeline.features import FEATURE_COLUMNS
+from pipeline.feature_spec import FEATURE_COLUMNS
 from pipeline.metrics import confusion
 from pipeline.records import FIELDS, ID_COLUMN, RECORD_COLUMNS, RECORD_FIELDS, TARGET
 from tests.api_helpers import wait_error, wait_ready

@@ -20,6 +20,9 @@ from api.main import create_app
 from api.services.model_holder import ModelHolder
 from api.settings import Settings
 
+# Hundreds of generated requests over every operation: part of `make test`, not of the inner loop.
+pytestmark = pytest.mark.slow
+
 API_KEY = "schemathesis-admin-key-24-chars"
 MIN_CASES = 500
 CALLS: Counter[str] = Counter()

@@ -21,7 +21,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from app import charts, client
+from app import client
+from app.charts.maps import map_config
 from app.client import ApiError, ApiUnavailable
 from app.settings import Settings
 from tests.servers import free_port, server
@@ -111,6 +112,7 @@ def test_settings_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> N
     assert Settings(_env_file=None).base_url == "http://example.invalid:9"  # type: ignore[call-arg]
 
 
+@pytest.mark.slow  # the real API in a uvicorn process
 def test_client_reads_the_api(live: str, registry: Any) -> None:
     assert client.health().status == "ok"
     assert client.ready().model.version == registry.version
@@ -125,6 +127,7 @@ def test_client_reads_the_api(live: str, registry: Any) -> None:
     assert client.predict({}, explain=False).explanation is None
 
 
+@pytest.mark.slow  # the real API in a uvicorn process
 def test_client_errors_are_readable(live: str) -> None:
     with pytest.raises(ApiError) as bad_record:
         client.predict({"agg": 9})
@@ -149,6 +152,7 @@ def test_client_when_nothing_listens(down: str) -> None:
     assert exc.value.status is None
 
 
+@pytest.mark.slow  # the real API in a uvicorn process
 def test_client_rejects_an_unexpected_answer(live: str) -> None:
     # /health answers {"status": "ok"}: not a model card.
     with pytest.raises(ApiError, match="unexpected answer"):
@@ -158,6 +162,7 @@ def test_client_rejects_an_unexpected_answer(live: str) -> None:
 # --- pages with the API up
 
 
+@pytest.mark.slow  # the real API in a uvicorn process
 def test_overview_shows_model_card_gate_and_seed(live: str, registry: Any) -> None:
     at = open_page("overview")
     shown = metrics(at)
@@ -181,6 +186,7 @@ def test_overview_shows_model_card_gate_and_seed(live: str, registry: Any) -> No
     assert "bar" in trace_types(at)
 
 
+@pytest.mark.slow  # the real API in a uvicorn process
 def test_overview_counts_match_the_data(live: str, records: dict[int, pd.DataFrame], small_params: Any) -> None:
     """Training (the final model's rows), fit, validation and test counts, each labelled, from the extracts."""
     from pipeline.train import split_valid
@@ -195,6 +201,7 @@ def test_overview_counts_match_the_data(live: str, records: dict[int, pd.DataFra
     assert shown["Test accidents"] == f"{len(records[2021]):,}"
 
 
+@pytest.mark.slow  # the real API in a uvicorn process
 def test_evaluation_threshold_slider_recomputes_the_metrics(live: str) -> None:
     at = open_page("evaluation")
     ev = client.evaluation()
@@ -216,6 +223,7 @@ def test_evaluation_threshold_slider_recomputes_the_metrics(live: str) -> None:
     assert any("0.80" in (spec["layout"].get("title") or {}).get("text", "") for spec in plotly_specs(at))
 
 
+@pytest.mark.slow  # the real API in a uvicorn process
 def test_what_if_form_predicts_a_probability(live: str) -> None:
     at = open_page("what_if")
     assert len(at.tabs) == 5
@@ -232,6 +240,7 @@ def test_what_if_form_predicts_a_probability(live: str) -> None:
     assert {"indicator", "bar"} <= trace_types(at)
 
 
+@pytest.mark.slow  # the real API in a uvicorn process
 def test_what_if_compares_scenarios(live: str) -> None:
     at = open_page("what_if")
     at.text_input(key="whatif_name").input("Daylight")
@@ -275,6 +284,7 @@ def test_what_if_compares_scenarios(live: str) -> None:
     assert not at.exception
 
 
+@pytest.mark.slow  # the real API in a uvicorn process
 def test_what_if_opens_on_the_typical_accident_of_a_named_place(live: str, records: dict[int, pd.DataFrame]) -> None:
     at = open_page("what_if")
     typical = client.model_info().scenario
@@ -294,6 +304,7 @@ def test_what_if_opens_on_the_typical_accident_of_a_named_place(live: str, recor
     assert sent["com"] == typical.com and sent["lat"] is not None and sent["age_min"] is not None
 
 
+@pytest.mark.slow  # the real API in a uvicorn process
 def test_what_if_picks_lyon_3e_by_name(live: str) -> None:
     at = open_page("what_if")
     at.text_input(key="whatif_place_query").input("lyon 3").run()
@@ -313,6 +324,7 @@ def test_what_if_picks_lyon_3e_by_name(live: str) -> None:
     assert at.number_input(key="whatif.lat").value is None
 
 
+@pytest.mark.slow  # the real API in a uvicorn process
 def test_evaluation_shows_calibration_and_slices(live: str) -> None:
     at = open_page("evaluation")
     ev = client.evaluation()
@@ -360,6 +372,7 @@ def upload(at: AppTest, name: str, content: bytes, mime: str = "text/csv") -> Ap
     return at
 
 
+@pytest.mark.slow  # the real API in a uvicorn process
 def test_batch_uploader_enforces_the_api_limit(live: str) -> None:
     at = open_page("batch")
     limit = client.model_info().limits.max_upload_bytes // (1024 * 1024)
@@ -372,6 +385,7 @@ def test_batch_uploader_enforces_the_api_limit(live: str) -> None:
     assert config["server"]["maxUploadSize"] >= limit
 
 
+@pytest.mark.slow  # the real API in a uvicorn process
 def test_batch_scores_a_csv_with_outcomes(live: str) -> None:
     at = open_page("batch")
     upload(at, UPLOAD.name, UPLOAD.read_bytes())
@@ -400,6 +414,7 @@ def test_batch_scores_a_csv_with_outcomes(live: str) -> None:
     assert "batch_result" not in at.session_state
 
 
+@pytest.mark.slow  # the real API in a uvicorn process
 def test_batch_scores_a_zip_of_raw_tables(live: str, records: dict[int, pd.DataFrame]) -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
@@ -413,6 +428,7 @@ def test_batch_scores_a_zip_of_raw_tables(live: str, records: dict[int, pd.DataF
     assert "overseas or outside the frame, not shown" in captions  # the extract has overseas accidents
 
 
+@pytest.mark.slow  # the real API in a uvicorn process
 def test_batch_lists_rejected_rows(live: str) -> None:
     # One cell of a real record made invalid, to see the reason reported on the page.
     lines = UPLOAD.read_text(encoding="utf-8").splitlines()
@@ -428,6 +444,7 @@ def test_batch_lists_rejected_rows(live: str) -> None:
     assert "Download rejected cells" in {d.label for d in at.get("download_button")}
 
 
+@pytest.mark.slow  # the real API in a uvicorn process
 def test_batch_reports_a_bad_file_plainly(live: str) -> None:
     at = upload(open_page("batch"), "wrong.csv", b"an;mois;jour\n2021;6;15\n")
     assert len(at.error) == 1
@@ -451,6 +468,7 @@ def test_every_page_says_plainly_when_the_api_is_down(down: str, page: str) -> N
     assert not at.get("plotly_chart")
 
 
+@pytest.mark.slow  # the real API in a uvicorn process
 def test_pages_say_when_the_api_has_no_model(live: str, monkeypatch: pytest.MonkeyPatch) -> None:
     def not_ready() -> Any:
         raise ApiError("503 Service Unavailable: no model loaded: no champion", url=live, status=503)
@@ -463,6 +481,7 @@ def test_pages_say_when_the_api_has_no_model(live: str, monkeypatch: pytest.Monk
     assert any("no model loaded" in w.value for w in at.sidebar.warning)
 
 
+@pytest.mark.slow  # the real API in a uvicorn process
 def test_evaluation_without_artifacts_says_so(live: str, monkeypatch: pytest.MonkeyPatch) -> None:
     def no_evaluation() -> Any:
         raise ApiError("404 Not Found: model version 1 has no evaluation artifacts", url=live, status=404)
@@ -474,6 +493,7 @@ def test_evaluation_without_artifacts_says_so(live: str, monkeypatch: pytest.Mon
     assert not at.get("plotly_chart")
 
 
+@pytest.mark.slow  # the real API in a uvicorn process
 def test_a_failing_prediction_is_shown_not_raised(live: str, monkeypatch: pytest.MonkeyPatch) -> None:
     at = open_page("what_if")
 
@@ -488,6 +508,6 @@ def test_a_failing_prediction_is_shown_not_raised(live: str, monkeypatch: pytest
 
 
 def test_map_outlines_come_from_the_dashboard_itself() -> None:
-    assert charts.map_config()["topojsonURL"] == "/app/static/"
-    assert charts.map_config("/survey/")["topojsonURL"] == "/survey/app/static/"
+    assert map_config()["topojsonURL"] == "/app/static/"
+    assert map_config("/survey/")["topojsonURL"] == "/survey/app/static/"
     assert (ROOT / "app" / "static" / "europe_50m.json").stat().st_size > 100_000

@@ -55,6 +55,7 @@ def real_data() -> dict[tuple[str, str], tuple[list[str], dict[str, set[str]]]]:
     return {(y, t): _read(y, t) for y in YEARS for t in cb.TABLES}
 
 
+@pytest.mark.slow  # reads the eight full-year bundled files
 @pytest.mark.parametrize("year", YEARS)
 @pytest.mark.parametrize("table", cb.TABLES)
 def test_headers_match_codebook_columns(
@@ -67,6 +68,7 @@ def test_headers_match_codebook_columns(
     assert [k for k in cb.COLUMNS if k.startswith(f"{table}.")] == [f"{table}.{name}" for name in header]
 
 
+@pytest.mark.slow  # reads the eight full-year bundled files
 @pytest.mark.parametrize("year", YEARS)
 @pytest.mark.parametrize("table", cb.TABLES)
 def test_real_codes_are_in_codebook(
@@ -87,6 +89,7 @@ def test_real_codes_are_in_codebook(
     assert not bad, f"values outside the codebook in {year}: {bad}"
 
 
+@pytest.mark.slow  # reads the eight full-year bundled files
 def test_every_coded_column_is_checked(
     real_data: dict[tuple[str, str], tuple[list[str], dict[str, set[str]]]],
 ) -> None:
@@ -95,6 +98,7 @@ def test_every_coded_column_is_checked(
         assert seen == set(CODED)
 
 
+@pytest.mark.slow  # reads the eight full-year bundled files
 def test_undocumented_additions_occur_in_real_data(
     real_data: dict[tuple[str, str], tuple[list[str], dict[str, set[str]]]],
 ) -> None:

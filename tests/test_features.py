@@ -10,17 +10,8 @@ import pandas as pd
 import pytest
 
 from pipeline import features
-from pipeline.features import (
-    FEATURE_COLUMNS,
-    FeatureSpec,
-    columns_of,
-    columns_of_record,
-    feature_matrix,
-    fit_spec,
-    frame_matrix,
-    out_of_fold_encodings,
-    record_row,
-)
+from pipeline.feature_spec import FEATURE_COLUMNS, FeatureSpec, fit_spec, out_of_fold_encodings
+from pipeline.features import columns_of, columns_of_record, feature_matrix, frame_matrix, record_row
 from pipeline.records import ID_COLUMN, RECORD_COLUMNS, TARGET, default_record
 
 

@@ -86,7 +86,8 @@ def test_missing_columns_and_values_take_the_documented_defaults(champion_folder
 
 
 def test_loading_something_that_is_not_our_pyfunc_fails_clearly(tmp_path: Path, trained) -> None:
-    mlflow.xgboost.save_model(trained.model.booster, str(tmp_path / "raw"))
+    # Explicit requirements: inferring them runs a child process that imports the model.
+    mlflow.xgboost.save_model(trained.model.booster, str(tmp_path / "raw"), pip_requirements=["xgboost"])
     with pytest.raises(ModelLoadError, match="not an accident-severity pyfunc"):
         load_mlflow_folder(tmp_path / "raw")
     (tmp_path / "broken").mkdir()

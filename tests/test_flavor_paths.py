@@ -23,7 +23,8 @@ from pipeline.config import BUNDLED_DIR
 from pipeline.flavor import OUTPUT_COLUMNS, SPARK_RESULT_TYPE
 from pipeline.ingest import find_tables, read_year
 from pipeline.model import load_model
-from pipeline.records import ID_COLUMN, RECORD_COLUMNS, records_from_tables
+from pipeline.record_tables import records_from_tables
+from pipeline.records import ID_COLUMN, RECORD_COLUMNS
 from tests.servers import BIN, free_port, server
 
 pytestmark = pytest.mark.slow

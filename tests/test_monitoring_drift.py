@@ -14,7 +14,7 @@ import pytest
 from pipeline.config import BUNDLED_DIR
 from pipeline.ingest import find_tables, read_year
 from pipeline.monitoring import DriftReport, Profile, build_profile, drift_report
-from pipeline.records import records_from_tables
+from pipeline.record_tables import records_from_tables
 
 pytestmark = pytest.mark.slow  # reads ~100,000 real accidents (about 12 s of CPU)
 

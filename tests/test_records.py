@@ -9,16 +9,9 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from pipeline.records import (
-    FIELDS,
-    ID_COLUMN,
-    RECORD_COLUMNS,
-    TARGET,
-    AccidentRecord,
-    check_records,
-    default_record,
-    records_from_tables,
-)
+from pipeline.record_checks import check_records
+from pipeline.record_tables import records_from_tables
+from pipeline.records import FIELDS, ID_COLUMN, RECORD_COLUMNS, TARGET, AccidentRecord, default_record
 
 
 def test_one_row_per_accident_with_target(tables, records) -> None:

@@ -30,6 +30,7 @@ def test_missing_url_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
         remote_commands(RemoteSettings(_env_file=None))
 
 
+@pytest.mark.slow  # real git and dvc processes
 def test_configure_writes_config_local_only(tmp_path: Path) -> None:
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)

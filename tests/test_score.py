@@ -163,6 +163,7 @@ def test_raw_folder_is_bit_for_bit_evaluate(trained, extracts: Path) -> None:
     assert result.rejects.empty
 
 
+@pytest.mark.slow  # the CLI resolves @champion in a spawned lookup process that imports MLflow
 def test_cli_default_champion_from_registry(registry, trained, extracts: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "scores.parquet"
     code, err = cli(capsys, extracts / "2021", "--output", out)
@@ -182,6 +183,7 @@ def test_cli_default_champion_from_registry(registry, trained, extracts: Path, t
     assert out.with_name("scores.rejects.csv").read_text() == "id,line,column,value,reason\n"
 
 
+@pytest.mark.slow  # one spawned MLflow lookup process per alias
 @pytest.mark.parametrize("spec", ["candidate", "@champion", "1"])
 def test_cli_model_by_alias_or_version(registry, extracts: Path, tmp_path: Path, capsys, spec: str) -> None:
     out = tmp_path / "scores.parquet"
@@ -841,6 +843,7 @@ def test_output_folder_not_writable(trained, flat_2021: Path, tmp_path: Path, ca
     assert "output is a folder" in error_line(err)
 
 
+@pytest.mark.slow  # spawned MLflow lookup processes
 def test_model_not_found(registry, flat_2021: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "scores.parquet"
     code, err = cli(capsys, flat_2021, "-o", out, "--model", tmp_path / "no-model")
@@ -880,6 +883,7 @@ def test_orchestrator_raises_input_error(trained, tmp_path: Path) -> None:
         score_paths([tmp_path / "empty"], trained.model)
 
 
+@pytest.mark.slow  # scores the full bundled year
 def test_dvc_stage_command_scores_the_bundled_year(trained, tmp_path: Path, capsys) -> None:
     """The stage's command line, its ${score.year} filled in from params.yaml as DVC does."""
     year = yaml.safe_load((ROOT / "params.yaml").read_text())["score"]["year"]
@@ -893,6 +897,7 @@ def test_dvc_stage_command_scores_the_bundled_year(trained, tmp_path: Path, caps
     assert {p.name for p in tmp_path.iterdir()} == {f"{year}.parquet", f"{year}.rejects.csv", f"{year}.summary.json"}
 
 
+@pytest.mark.slow  # a real `python -m pipeline.score` process
 def test_subprocess_bad_input_exit_code(trained, tmp_path: Path) -> None:
     out = tmp_path / "scores.parquet"
     proc = subprocess.run(
@@ -912,6 +917,7 @@ def test_subprocess_bad_input_exit_code(trained, tmp_path: Path) -> None:
 # the model lookup in a child process
 
 
+@pytest.mark.slow  # a real Python process and its MLflow lookup child
 def test_job_process_never_imports_mlflow_or_matplotlib(registry, trained, extracts: Path, tmp_path) -> None:
     """The registry lookup runs in a child process; the probabilities stay those of ``evaluate``."""
     out = tmp_path / "scores.parquet"
@@ -936,6 +942,7 @@ def test_a_lookup_process_that_dies_is_reported() -> None:
         loading._load("models:/m@champion", died, 1, None, 0.0)
 
 
+@pytest.mark.slow  # spawns (then kills) the MLflow lookup process
 def test_bad_input_stops_the_lookup(registry, tmp_path: Path, capsys, monkeypatch) -> None:
     """Bad input is reported at once: the MLflow lookup still running is killed, its folder removed."""
     folders: list[str] = []

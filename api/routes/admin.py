@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, status
 
 from api.deps import HolderDep, TelemetryDep, require_api_key
-from api.schemas import ErrorResponse, ReloadResponse
+from api.responses import ReloadResponse
+from api.schemas import ErrorResponse
 from pipeline.model import ModelLoadError
 
 router = APIRouter(prefix="/admin", tags=["admin"])

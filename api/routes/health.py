@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, status
 
 from api.deps import HolderDep
-from api.schemas import ErrorResponse, HealthResponse, ReadyResponse
+from api.responses import HealthResponse, ReadyResponse
+from api.schemas import ErrorResponse
 
 router = APIRouter(tags=["health"])
 

@@ -10,12 +10,9 @@ from fastapi import APIRouter, HTTPException, status
 
 from api.deps import ServingDep, SettingsDep
 from api.explain import DERIVED_LABELS, feature_label
-from api.routes.places import index_for
-from api.schemas import (
-    NO_MODEL,
+from api.responses import (
     CodeInfo,
     DerivedFeature,
-    ErrorResponse,
     EvaluationResponse,
     FieldInfo,
     GateInfo,
@@ -26,6 +23,8 @@ from api.schemas import (
     Scenario,
     TrainingInfo,
 )
+from api.routes.places import index_for
+from api.schemas import NO_MODEL, ErrorResponse
 from pipeline.flavor import usage
 from pipeline.metrics import SEED_PROJECT
 from pipeline.model import LoadedModel

@@ -10,7 +10,8 @@ from fastapi import APIRouter, Query
 from api.deps import ServingDep
 from api.evaluation import Evaluation
 from api.places import MAX_LIMIT, MAX_QUERY, PlaceIndex, place_index
-from api.schemas import NO_MODEL, PlacesResponse
+from api.responses import PlacesResponse
+from api.schemas import NO_MODEL
 
 router = APIRouter(tags=["model"])
 

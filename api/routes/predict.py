@@ -12,18 +12,8 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import ServingDep, TelemetryDep
 from api.explain import top_factors
 from api.json_body import BoundedJSONRoute
-from api.schemas import (
-    BAD_BODY,
-    NO_MODEL,
-    AccidentRecord,
-    BatchRequest,
-    BatchResponse,
-    ErrorResponse,
-    Explanation,
-    LabelName,
-    Prediction,
-    PredictionResponse,
-)
+from api.responses import BatchResponse, Explanation, Prediction, PredictionResponse
+from api.schemas import BAD_BODY, NO_MODEL, AccidentRecord, BatchRequest, ErrorResponse, LabelName
 from pipeline.records import RECORD_COLUMNS
 
 # JSON bodies are size- and count-checked before validation (api.json_body).

@@ -12,7 +12,8 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import JobsDep, ServingDep, SettingsDep, TelemetryDep
 from api.jobs import Job
-from api.schemas import BAD_BODY, NO_MODEL, Downloads, ErrorResponse, ScoreResponse, rows_of
+from api.responses import Downloads, ScoreResponse
+from api.schemas import BAD_BODY, NO_MODEL, ErrorResponse, rows_of
 from api.services.jobs import JobGone, JobNotFound, TrackingUnavailable, local_job, monitor
 from api.services.scoring import StorageFull, UnsupportedUpload, UploadTooLarge, run_job, upload_limits
 from pipeline.batch.summary import DEFAULT_MAX_REJECT_RATE

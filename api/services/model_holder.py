@@ -29,7 +29,7 @@ from pathlib import Path
 from mlflow.exceptions import MlflowException
 
 from api.evaluation import Evaluation, load_evaluation
-from api.schemas import ModelIdentity
+from api.responses import ModelIdentity
 from api.settings import Settings
 from api.telemetry import Telemetry
 from pipeline.model import LoadedModel, ModelLoadError, load_resolved

@@ -15,8 +15,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from api.schemas import ModelInfo, ScoreResponse
-from app import charts, client, layout
+from api.responses import ModelInfo, ScoreResponse
+from app import client, layout
+from app.charts import maps
+from app.charts.metrics import confusion_heatmap
+from app.charts.risk import probability_histogram
+from app.charts.style import CHART_CONFIG
 from app.client import ApiError
 from app.formatting import count, percent
 
@@ -147,10 +151,10 @@ def accident_map(result: BatchResult) -> None:
     if not {"lat", "long"} <= set(result.scored.columns):
         st.info("The scored rows carry no coordinates: nothing to map.", icon=":material/map:")
         return
-    where = charts.map_points(result.scored)
+    where = maps.map_points(result.scored)
     points = where.points.assign(hover=hover_text(where.points))
-    config = charts.map_config(str(st.get_option("server.baseUrlPath") or ""))
-    st.plotly_chart(charts.accident_map(points, threshold), config=config, key="batch_map")
+    config = maps.map_config(str(st.get_option("server.baseUrlPath") or ""))
+    st.plotly_chart(maps.accident_map(points, threshold), config=config, key="batch_map")
     notes = [f"{count(len(points))} accidents in metropolitan France"]
     if where.sampled:
         notes[0] += f" (a random sample of the {count(where.total - where.outside - where.missing)} there)"
@@ -256,7 +260,7 @@ def outcome(result: BatchResult) -> None:
         tn, fp, fn, tp = (int(cm[k]) for k in ("tn", "fp", "fn", "tp"))
         left, right = st.columns([3, 2], gap="large", vertical_alignment="center")
         with left:
-            st.plotly_chart(charts.confusion_heatmap(tn, fp, fn, tp), config=charts.CHART_CONFIG, key="batch_confusion")
+            st.plotly_chart(confusion_heatmap(tn, fp, fn, tp), config=CHART_CONFIG, key="batch_confusion")
         with right:
             st.markdown(
                 f"- Of the **{count(tp + fn)}** severe accidents, **{count(tp)}** were flagged and "
@@ -277,8 +281,8 @@ def show_result(result: BatchResult, info: ModelInfo) -> None:
         accident_map(result)
     with right:
         st.markdown("**Distribution of the probabilities**")
-        fig = charts.probability_histogram(result.scored["proba"], float(result.response.model.threshold))
-        st.plotly_chart(fig, config=charts.CHART_CONFIG, key="batch_histogram")
+        fig = probability_histogram(result.scored["proba"], float(result.response.model.threshold))
+        st.plotly_chart(fig, config=CHART_CONFIG, key="batch_histogram")
         model = result.response.model
         st.caption(f"Scored by {model.name} v{model.version} (@{model.alias}); dashed line: the decision threshold.")
     st.markdown("**Scored accidents**")

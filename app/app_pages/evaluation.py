@@ -6,8 +6,17 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from api.schemas import EvaluationResponse, SliceReport
-from app import charts, layout
+from api.responses import EvaluationResponse, SliceReport
+from app import layout
+from app.charts.metrics import (
+    confusion_heatmap,
+    importance_bars,
+    pr_curve,
+    reliability_diagram,
+    roc_curve,
+    threshold_curves,
+)
+from app.charts.style import CHART_CONFIG
 from app.formatting import count, decimal, percent, signed_points
 
 TOP_FEATURES = 15
@@ -55,16 +64,16 @@ def curves(ev: EvaluationResponse, cm: dict[str, int], r: dict[str, float], thre
     ap = ev.metrics.get("pr_auc")
     left, right = st.columns(2, gap="large")
     with left:
-        fig = charts.roc_curve(
+        fig = roc_curve(
             [p.fpr for p in ev.roc],
             [p.tpr for p in ev.roc],
             (fpr, r["recall"]),
             threshold,
             float(auc) if isinstance(auc, int | float) else None,
         )
-        st.plotly_chart(fig, config=charts.CHART_CONFIG, key="eval_roc")
+        st.plotly_chart(fig, config=CHART_CONFIG, key="eval_roc")
     with right:
-        fig = charts.pr_curve(
+        fig = pr_curve(
             [p.recall for p in ev.pr],
             [p.precision for p in ev.pr],
             (r["recall"], r["precision"]),
@@ -72,7 +81,7 @@ def curves(ev: EvaluationResponse, cm: dict[str, int], r: dict[str, float], thre
             prevalence,
             float(ap) if isinstance(ap, int | float) else None,
         )
-        st.plotly_chart(fig, config=charts.CHART_CONFIG, key="eval_pr")
+        st.plotly_chart(fig, config=CHART_CONFIG, key="eval_pr")
 
 
 def calibration(ev: EvaluationResponse) -> None:
@@ -84,13 +93,13 @@ def calibration(ev: EvaluationResponse) -> None:
     names = {"valid": "Validation (training years)", "test": f"Test ({years})"}
     left, right = st.columns([3, 2], gap="large")
     with left:
-        fig = charts.reliability_diagram(
+        fig = reliability_diagram(
             {
                 names[c.split]: ([b.predicted for b in c.bins], [b.observed for b in c.bins], c.ece)
                 for c in ev.calibration
             }
         )
-        st.plotly_chart(fig, config=charts.CHART_CONFIG, key="eval_reliability")
+        st.plotly_chart(fig, config=CHART_CONFIG, key="eval_reliability")
     with right:
         cols = st.columns(len(ev.calibration), border=True)
         for col, curve in zip(cols, ev.calibration, strict=True):
@@ -174,12 +183,12 @@ def importance(ev: EvaluationResponse) -> None:
     """Top features by total gain."""
     top = ev.feature_importance[:TOP_FEATURES]
     st.subheader("What the model relies on", anchor=False)
-    fig = charts.importance_bars(
+    fig = importance_bars(
         [f.label_en for f in top],
         [f.share for f in top],
         [f"{f.label_fr} · {f.feature}" for f in top],
     )
-    st.plotly_chart(fig, config=charts.CHART_CONFIG, key="eval_importance")
+    st.plotly_chart(fig, config=CHART_CONFIG, key="eval_importance")
     st.caption(
         f"The {len(top)} most used of {len(ev.feature_importance)} features, by their share of the total "
         "gain of the trees: how much each one helped separate severe from non-severe accidents. "
@@ -218,16 +227,14 @@ metric_row(cm, now, base, ref)
 
 left, right = st.columns(2, gap="large")
 with left:
-    fig = charts.confusion_heatmap(**cm, title=f"Confusion matrix at threshold {threshold:.2f}")
-    st.plotly_chart(fig, config=charts.CHART_CONFIG, key="eval_confusion")
+    fig = confusion_heatmap(**cm, title=f"Confusion matrix at threshold {threshold:.2f}")
+    st.plotly_chart(fig, config=CHART_CONFIG, key="eval_confusion")
     st.caption(
         f"Missed severe accidents: **{count(cm['fn'])}** · false alarms: **{count(cm['fp'])}**. "
         "Rates are shares of each actual class (rows)."
     )
 with right:
-    st.plotly_chart(
-        charts.threshold_curves(table, threshold, ev.threshold), config=charts.CHART_CONFIG, key="eval_thresholds"
-    )
+    st.plotly_chart(threshold_curves(table, threshold, ev.threshold), config=CHART_CONFIG, key="eval_thresholds")
     st.caption("Dotted line: the model's threshold; orange: the one chosen above.")
 
 curves(ev, cm, now, threshold)

@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from api.job_schemas import JobDetail, JobSummary
-from api.schemas import ModelInfo
+from api.responses import ModelInfo
 from app import client, layout
 from app import monitoring_charts as charts
 from app.client import ApiError

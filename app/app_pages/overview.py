@@ -5,8 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from api.schemas import ModelInfo
-from app import charts, client, layout
+from api.responses import ModelInfo
+from app import client, layout
+from app.charts.metrics import metric_comparison
+from app.charts.style import CHART_CONFIG
 from app.formatting import count, decimal, percent, signed_points, timestamp
 
 METRIC_NAMES = {
@@ -114,8 +116,8 @@ def test_metrics(info: ModelInfo) -> None:
 
     left, right = st.columns([1, 1], gap="large")
     with left:
-        fig = charts.metric_comparison(test, seed_project, gate, f"This model ({column.lower()})")
-        st.plotly_chart(fig, config=charts.CHART_CONFIG, key="overview_comparison")
+        fig = metric_comparison(test, seed_project, gate, f"This model ({column.lower()})")
+        st.plotly_chart(fig, config=CHART_CONFIG, key="overview_comparison")
     with right:
         rows = []
         for name in ("roc_auc", "pr_auc", "f1", "recall", "precision", "accuracy", "brier"):

@@ -15,7 +15,8 @@ import pyarrow.compute as pc
 
 from pipeline.batch.batches import empty_rejects, reject_frame, sorted_rejects
 from pipeline.batch.inputs import FlatSource
-from pipeline.records import FIELDS, ID_COLUMN, RECORD_COLUMNS, TARGET, check_records
+from pipeline.record_checks import check_records
+from pipeline.records import FIELDS, ID_COLUMN, RECORD_COLUMNS, TARGET
 
 NUMERIC = frozenset(f.name for f in FIELDS.values() if f.kind in ("int", "float", "code"))
 # Ids written as plain integers (no sign, no leading zero, int64) map one to one to their int64 value.

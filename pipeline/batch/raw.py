@@ -14,7 +14,9 @@ from pipeline.batch.loading import ModelRef, loaded_model
 from pipeline.codebook import SCHEMA
 from pipeline.errors import InputError
 from pipeline.ingest import find_tables, read_year
-from pipeline.records import FIELDS, ID_COLUMN, RECORD_COLUMNS, TARGET, check_records, records_from_tables
+from pipeline.record_checks import check_records
+from pipeline.record_tables import records_from_tables
+from pipeline.records import FIELDS, ID_COLUMN, RECORD_COLUMNS, TARGET
 
 # Where a record column comes from in the raw tables, to point rejects at the right line.
 RAW_SOURCE: Mapping[str, tuple[str, str]] = {

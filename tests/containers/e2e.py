@@ -208,7 +208,8 @@ def run_pipeline(engine: Engine) -> str:
 def a_record() -> dict[str, Any]:
     """One real accident of the 2021 extract, as a client sends it."""
     from pipeline.ingest import find_tables, read_year
-    from pipeline.records import RECORD_COLUMNS, records_from_tables
+    from pipeline.record_tables import records_from_tables
+    from pipeline.records import RECORD_COLUMNS
 
     frame = records_from_tables(read_year(find_tables([ROOT / "tests" / "data" / "baac" / "2021"])))
     rows: list[dict[str, Any]] = json.loads(frame[list(RECORD_COLUMNS)].head(1).to_json(orient="records"))
