@@ -105,7 +105,7 @@ def test_monitoring_shows_the_scored_runs(live: str, scored: list[JobDetail]) ->
         assert len(row) == 1
         assert row["Input"].item() == job.input_name
         assert row["Scored"].item() == job.scored
-        assert row["Verdict"].item().endswith(job.verdict or "none")
+        assert row["Verdict"].item() == (job.verdict or "none")
         assert row["Predicted severe"].item() == pytest.approx(job.predicted_severe_share)
     csv_run = next(j for j in scored if j.input_name == UPLOAD.name)
     assert csv_run.realized is not None  # the extract carries `severe`

@@ -33,7 +33,6 @@ BADGES = {  # verdict -> (st.badge colour, icon)
     "alert": ("red", ":material/warning:"),
     "insufficient": ("gray", ":material/hourglass_empty:"),
 }
-MARKS = {"ok": "🟢", "watch": "🟠", "alert": "🔴", "insufficient": "⚪"}
 VERDICT_HELP = (
     "The worst drift status among the input fields and the score, against the training profile stored "
     "with the model; 'insufficient' when too few rows were scored to judge."
@@ -58,8 +57,14 @@ def run_label(job: JobSummary) -> str:
 
 
 def verdict_text(verdict: str | None) -> str:
-    """``"🔴 alert"``; runs recorded without drift read ``"— none"``."""
-    return f"{MARKS.get(verdict, '')} {verdict}".strip() if verdict else "— none"
+    """The verdict or status as the API says it; runs recorded without drift read ``"none"``."""
+    return verdict or "none"
+
+
+def status_style(value: object) -> str:
+    """CSS of a verdict or status cell: the badge colours, as a tinted background."""
+    colour = charts.STATUS_COLOURS.get(str(value))
+    return f"background-color: {colour}33; color: {colour}; font-weight: 600" if colour else ""
 
 
 def drivers_text(drivers: Sequence[str], labels: dict[str, str], most: int | None = None) -> str:
@@ -100,7 +105,7 @@ def show_runs_table(jobs: Sequence[JobSummary], labels: dict[str, str]) -> None:
     """The runs as a sortable table."""
     percent_column = st.column_config.NumberColumn(format="percent")
     st.dataframe(
-        runs_table(jobs, labels),
+        runs_table(jobs, labels).style.map(status_style, subset=["Verdict"]),
         hide_index=True,
         column_config={
             "Verdict": st.column_config.TextColumn(help=VERDICT_HELP),
@@ -205,7 +210,7 @@ def show_drift_table(job: JobDetail, labels: dict[str, str]) -> None:
     """Sortable drift table of the chosen run."""
     table = drift_table(job, labels)
     st.dataframe(
-        table,
+        table.style.map(status_style, subset=["Status"]),
         hide_index=True,
         column_config={
             "PSI": st.column_config.ProgressColumn(
