@@ -102,6 +102,9 @@ def register_model(store: Path, train: pd.DataFrame, test: pd.DataFrame) -> dict
         }
     )
     model = load_local(store / "model")
+    from pipeline.register import reference_profile
+
+    model.profile = reference_profile(train, fit_predictions)  # registered with the model, as `register` does
     metrics = write_reports(model, fit_predictions, test, out=store / "reports")
     uri = f"sqlite:///{store / 'mlflow.db'}"
     settings = PipelineSettings(mlflow_tracking_uri=uri, mlflow_artifacts_dir=str(store / "artifacts"))

@@ -143,3 +143,19 @@ def test_last_run_gauges(client: TestClient) -> None:
     assert 'api_last_scoring_run_rows{kind="input"} 150.0' in text
     assert f'api_last_scoring_run_verdict{{verdict="{verdict}"}} 1.0' in text
     assert json.dumps(verdict) != "null"
+
+
+def test_tracking_server_down_is_503_not_500(tmp_path: Path) -> None:
+    from tests.servers import free_port
+
+    settings = Settings(
+        _env_file=None,
+        MLFLOW_TRACKING_URI=f"http://127.0.0.1:{free_port()}",  # nobody listens
+        API_REGISTRY_RETRIES=0,
+        API_REGISTRY_TIMEOUT_SECONDS=2,
+        API_JOB_CACHE_DIR=tmp_path / "cache",
+    )
+    with TestClient(create_app(settings)) as c:
+        assert c.get("/score/jobs").status_code == 503
+        assert c.get(f"/score/jobs/{'a' * 32}").status_code == 503
+        assert c.get(f"/score/jobs/{'a' * 32}/scored.parquet").status_code == 503

@@ -885,10 +885,10 @@ def test_dvc_stage_command_scores_the_bundled_year(trained, tmp_path: Path, caps
     year = yaml.safe_load((ROOT / "params.yaml").read_text())["score"]["year"]
     stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["score"]
     argv = stage["cmd"].replace("${score.year}", str(year)).split()[3:]
-    assert argv == [f"data/bundled/baac/{year}", "--output", f"data/predictions/{year}.parquet"]
+    assert argv == [f"data/bundled/baac/{year}", "--output", f"data/predictions/{year}.parquet", "--source", "dvc"]
     assert "data/bundled/baac/${score.year}" in stage["deps"]
     out = tmp_path / f"{year}.parquet"
-    code, err = cli(capsys, ROOT / argv[0], "--output", out, "--model", trained.model_dir)
+    code, err = cli(capsys, ROOT / argv[0], "--output", out, "--model", trained.model_dir, *argv[3:])
     assert code == 0, err
     assert {p.name for p in tmp_path.iterdir()} == {f"{year}.parquet", f"{year}.rejects.csv", f"{year}.summary.json"}
 

@@ -12,7 +12,7 @@ from api.deps import JobsDep, SettingsDep
 from api.job_schemas import JobDetail, JobList
 from api.jobs import Job
 from api.schemas import ErrorResponse
-from api.services.jobs import JobGone, JobNotFound, job_detail, list_jobs, local_job
+from api.services.jobs import JobGone, JobNotFound, TrackingUnavailable, job_detail, list_jobs, local_job
 
 router = APIRouter(prefix="/score/jobs", tags=["jobs"])
 
@@ -20,16 +20,19 @@ MAX_PAGE_TOKEN = 1000  # characters: MLflow's tokens are short base64 strings
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "No scoring job has this id."},
     410: {"model": ErrorResponse, "description": "The job was deleted, or its files expired from the artifact store."},
+    503: {"model": ErrorResponse, "description": "The tracking server is unavailable."},
 }
 
 
-def _translate(exc: LookupError) -> HTTPException:
+def _translate(exc: LookupError | TrackingUnavailable) -> HTTPException:
+    if isinstance(exc, TrackingUnavailable):
+        return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc))
     if isinstance(exc, JobGone):
         return HTTPException(status.HTTP_410_GONE, detail=str(exc))
     return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no scoring job {str(exc)[:64]}")
 
 
-@router.get("", response_model=JobList, summary="Scoring jobs, newest first")
+@router.get("", response_model=JobList, summary="Scoring jobs, newest first", responses={503: ERRORS[503]})
 async def jobs(
     settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=100, description="Jobs per page.")] = 20,
@@ -42,6 +45,8 @@ async def jobs(
         return await run_in_threadpool(list_jobs, settings, limit, page_token)
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
+    except TrackingUnavailable as exc:
+        raise _translate(exc) from exc
 
 
 @router.get("/{job_id}", response_model=JobDetail, summary="One scoring job", responses=ERRORS)
@@ -49,14 +54,14 @@ async def job(job_id: str, settings: SettingsDep) -> JobDetail:
     """A job's counts, score distribution, drift table and verdict, realized metrics, and download links."""
     try:
         return await run_in_threadpool(job_detail, settings, job_id)
-    except (JobNotFound, JobGone) as exc:
+    except (JobNotFound, JobGone, TrackingUnavailable) as exc:
         raise _translate(exc) from exc
 
 
 async def _local(job_id: str, settings: SettingsDep, store: JobsDep) -> Job:
     try:
         return await run_in_threadpool(local_job, settings, store, job_id)
-    except (JobNotFound, JobGone) as exc:
+    except (JobNotFound, JobGone, TrackingUnavailable) as exc:
         raise _translate(exc) from exc
 
 

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import JobsDep, ServingDep, SettingsDep, TelemetryDep
 from api.jobs import Job
 from api.schemas import BAD_BODY, NO_MODEL, Downloads, ErrorResponse, ScoreResponse, rows_of
-from api.services.jobs import JobGone, JobNotFound, local_job, monitor
+from api.services.jobs import JobGone, JobNotFound, TrackingUnavailable, local_job, monitor
 from api.services.scoring import UnsupportedUpload, UploadTooLarge, run_job
 from pipeline.batch.summary import DEFAULT_MAX_REJECT_RATE
 
@@ -135,6 +135,8 @@ async def _job(jobs: JobsDep, job_id: str, settings: SettingsDep) -> Job:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no scoring job {job_id[:64]}") from exc
     except JobGone as exc:
         raise HTTPException(status.HTTP_410_GONE, detail=str(exc)) from exc
+    except TrackingUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from exc
 
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {

@@ -47,6 +47,10 @@ class JobGone(LookupError):
     """The run exists but was deleted, or its files are gone from the artifact store."""
 
 
+class TrackingUnavailable(RuntimeError):
+    """The tracking server did not answer, or answered with an error of its own."""
+
+
 def monitor(settings: Settings, input_name: str | None) -> Monitor | None:
     """The recorder of one API job (logs in the worker thread: MLflow is loaded here), or None when off."""
     if not settings.monitor_record:
@@ -114,7 +118,9 @@ def list_jobs(settings: Settings, limit: int, page_token: str | None) -> JobList
     except MlflowException as exc:
         if page_token is not None and exc.error_code == "INVALID_PARAMETER_VALUE":
             raise ValueError("invalid page_token: use the next_page_token of a previous page") from exc
-        raise
+        raise TrackingUnavailable(f"tracking server: {exc.error_code}") from exc
+    except OSError as exc:
+        raise TrackingUnavailable(f"tracking server unreachable ({type(exc).__name__})") from exc
     return JobList(jobs=[job_summary(r) for r in page.runs], next_page_token=page.next_page_token)
 
 
@@ -128,7 +134,9 @@ def stored_run(settings: Settings, job_id: str) -> StoredRun:
     except MlflowException as exc:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             raise JobNotFound(job_id) from exc
-        raise
+        raise TrackingUnavailable(f"tracking server: {exc.error_code}") from exc
+    except OSError as exc:
+        raise TrackingUnavailable(f"tracking server unreachable ({type(exc).__name__})") from exc
     if run.data.tags.get(KIND_TAG) != "scoring":
         raise JobNotFound(job_id)
     if run.info.lifecycle_stage == "deleted":

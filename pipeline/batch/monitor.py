@@ -17,6 +17,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import tempfile
 from collections.abc import Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -45,6 +46,8 @@ def artifact_location(tracking_uri: str, artifacts_dir: str | Path) -> str | Non
     store keeps them in ``artifacts_dir``, relative to the SQLite file's folder (``mlartifacts`` beside
     ``mlflow.db`` by default, as ``pipeline.register`` does) or to the current folder."""
     folder = Path(artifacts_dir)
+    if tracking_uri == "sqlite:///:memory:":  # a throwaway store (tests): its artifacts go to a temp folder
+        return (Path(tempfile.gettempdir()) / "mlflow-memory-artifacts").as_uri()
     if tracking_uri.startswith("sqlite:///"):
         if not folder.is_absolute():
             folder = Path(tracking_uri.removeprefix("sqlite:///")).parent / folder
