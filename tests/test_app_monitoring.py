@@ -19,6 +19,7 @@ from streamlit.testing.v1 import AppTest
 
 from api.job_schemas import JobDetail
 from app import client
+from tests.servers import free_port
 from tests.test_app import EXTRACT_2021, MAIN, UPLOAD, api_process
 
 pytestmark = pytest.mark.slow
@@ -165,3 +166,13 @@ def test_choosing_a_run_shows_its_drift_badges_and_downloads(live: str, scored: 
     rows = pd.read_csv(io.BytesIO(client.download(csv_run.downloads.scored_csv)))
     assert len(rows) == csv_run.scored
     assert rows["proba"].between(0, 1).all()
+
+
+def test_monitoring_says_plainly_when_the_api_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    monkeypatch.setenv("API_URL", url)
+    st.cache_data.clear()
+    at = open_monitoring()
+    assert len(at.main.error) == 1
+    assert "not reachable" in at.main.error[0].value and url in at.main.error[0].value
+    assert not at.get("plotly_chart")
