@@ -19,6 +19,7 @@ from streamlit.testing.v1 import AppTest
 
 from api.job_schemas import JobDetail
 from app import client
+from tests.servers import free_port
 from tests.test_app import EXTRACT_2021, MAIN, UPLOAD, api_process
 
 pytestmark = pytest.mark.slow
@@ -105,7 +106,7 @@ def test_monitoring_shows_the_scored_runs(live: str, scored: list[JobDetail]) ->
         assert len(row) == 1
         assert row["Input"].item() == job.input_name
         assert row["Scored"].item() == job.scored
-        assert row["Verdict"].item().endswith(job.verdict or "none")
+        assert row["Verdict"].item() == (job.verdict or "none")
         assert row["Predicted severe"].item() == pytest.approx(job.predicted_severe_share)
     csv_run = next(j for j in scored if j.input_name == UPLOAD.name)
     assert csv_run.realized is not None  # the extract carries `severe`
@@ -132,7 +133,12 @@ def test_monitoring_shows_the_scored_runs(live: str, scored: list[JobDetail]) ->
     # The heatmap: fields x runs, PSI written in each cell.
     heatmap = next(t for s in plotly_specs(at) for t in s["data"] if t["type"] == "heatmap")
     assert len(heatmap["x"]) == min(len(runs), 12)
-    assert any("(lum)" in y for y in heatmap["y"])
+    worst: dict[str, float] = {}
+    for job in scored:  # this module's experiment holds these two runs only
+        for row in job.drift:
+            worst[row.field] = max(worst.get(row.field, 0.0), row.psi)
+    assert len(heatmap["y"]) == min(len(worst), 25)  # the fields that moved most
+    assert heatmap["y"][0].endswith(f"({max(worst, key=lambda f: worst[f])})")
 
 
 def test_choosing_a_run_shows_its_drift_badges_and_downloads(live: str, scored: list[JobDetail]) -> None:
@@ -160,3 +166,13 @@ def test_choosing_a_run_shows_its_drift_badges_and_downloads(live: str, scored: 
     rows = pd.read_csv(io.BytesIO(client.download(csv_run.downloads.scored_csv)))
     assert len(rows) == csv_run.scored
     assert rows["proba"].between(0, 1).all()
+
+
+def test_monitoring_says_plainly_when_the_api_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    monkeypatch.setenv("API_URL", url)
+    st.cache_data.clear()
+    at = open_monitoring()
+    assert len(at.main.error) == 1
+    assert "not reachable" in at.main.error[0].value and url in at.main.error[0].value
+    assert not at.get("plotly_chart")

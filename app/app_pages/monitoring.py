@@ -22,6 +22,8 @@ from app.formatting import count, decimal, percent
 
 RUNS_SHOWN = 50  # newest runs read per page view
 HEATMAP_RUNS = 12  # newest runs in the drift heatmap (one detail request each, cached)
+HEATMAP_FIELDS = 25  # the fields that moved most; the table of a run lists them all
+DRIVERS_NAMED = 6  # in a sentence; the table and the heatmap show the rest
 DETAIL_TTL = 3600  # a recorded run does not change
 SCORE_FIELD = "proba"
 SOURCES = {"cli": "batch CLI", "dvc": "DVC score stage", "api": "API upload"}
@@ -31,7 +33,6 @@ BADGES = {  # verdict -> (st.badge colour, icon)
     "alert": ("red", ":material/warning:"),
     "insufficient": ("gray", ":material/hourglass_empty:"),
 }
-MARKS = {"ok": "🟢", "watch": "🟠", "alert": "🔴", "insufficient": "⚪"}
 VERDICT_HELP = (
     "The worst drift status among the input fields and the score, against the training profile stored "
     "with the model; 'insufficient' when too few rows were scored to judge."
@@ -56,13 +57,21 @@ def run_label(job: JobSummary) -> str:
 
 
 def verdict_text(verdict: str | None) -> str:
-    """``"🔴 alert"``; runs recorded without drift read ``"— none"``."""
-    return f"{MARKS.get(verdict, '')} {verdict}".strip() if verdict else "— none"
+    """The verdict or status as the API says it; runs recorded without drift read ``"none"``."""
+    return verdict or "none"
 
 
-def drivers_text(drivers: Sequence[str], labels: dict[str, str]) -> str:
-    """``"Collision type (col), Light (lum)"``."""
-    return ", ".join(f"{labels.get(d, d)} ({d})" for d in drivers)
+def status_style(value: object) -> str:
+    """CSS of a verdict or status cell: the badge colours, as a tinted background."""
+    colour = charts.STATUS_COLOURS.get(str(value))
+    return f"background-color: {colour}33; color: {colour}; font-weight: 600" if colour else ""
+
+
+def drivers_text(drivers: Sequence[str], labels: dict[str, str], most: int | None = None) -> str:
+    """``"Collision type (col), Light (lum)"``; past ``most`` names, ``"and 3 more"``."""
+    named = ", ".join(f"{labels.get(d, d)} ({d})" for d in drivers[:most])
+    rest = len(drivers) - len(drivers[:most])
+    return f"{named} and {rest} more" if rest > 0 else named
 
 
 def runs_table(jobs: Sequence[JobSummary], labels: dict[str, str]) -> pd.DataFrame:
@@ -96,7 +105,7 @@ def show_runs_table(jobs: Sequence[JobSummary], labels: dict[str, str]) -> None:
     """The runs as a sortable table."""
     percent_column = st.column_config.NumberColumn(format="percent")
     st.dataframe(
-        runs_table(jobs, labels),
+        runs_table(jobs, labels).style.map(status_style, subset=["Verdict"]),
         hide_index=True,
         column_config={
             "Verdict": st.column_config.TextColumn(help=VERDICT_HELP),
@@ -147,7 +156,7 @@ def badge_row(job: JobSummary, labels: dict[str, str]) -> None:
     colour, icon = BADGES[job.verdict]
     row.badge(f"Drift: {job.verdict}", color=colour, icon=icon)  # type: ignore[arg-type]
     if job.drivers:
-        row.markdown(f"driven by **{drivers_text(job.drivers, labels)}**")
+        row.markdown(f"driven by **{drivers_text(job.drivers, labels, DRIVERS_NAMED)}**")
 
 
 def run_cards(job: JobDetail) -> None:
@@ -201,7 +210,7 @@ def show_drift_table(job: JobDetail, labels: dict[str, str]) -> None:
     """Sortable drift table of the chosen run."""
     table = drift_table(job, labels)
     st.dataframe(
-        table,
+        table.style.map(status_style, subset=["Status"]),
         hide_index=True,
         column_config={
             "PSI": st.column_config.ProgressColumn(
@@ -221,19 +230,24 @@ def show_drift_table(job: JobDetail, labels: dict[str, str]) -> None:
     )
 
 
-def heatmap_frames(details: Sequence[JobDetail], labels: dict[str, str]) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Field labels (most drifted first), and PSI and status matrices fields x runs (oldest run first)."""
+def heatmap_frames(
+    details: Sequence[JobDetail], labels: dict[str, str], most: int = HEATMAP_FIELDS
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The ``most`` drifted fields' labels (largest PSI in any run first), and PSI and status matrices
+    fields x runs (oldest run first)."""
     ordered = list(reversed(details))
     worst: dict[str, float] = {}
     for job in ordered:
         for row in job.drift:
             worst[row.field] = max(worst.get(row.field, 0.0), row.psi)
-    fields = sorted(worst, key=lambda f: -worst[f])
+    fields = sorted(worst, key=lambda f: -worst[f])[:most]
     psi = np.full((len(fields), len(ordered)), np.nan)
     status = np.full((len(fields), len(ordered)), "", dtype=object)
     index = {f: i for i, f in enumerate(fields)}
     for j, job in enumerate(ordered):
         for row in job.drift:
+            if row.field not in index:
+                continue
             psi[index[row.field], j] = row.psi
             status[index[row.field], j] = row.status
     return [f"{labels.get(f, f)} ({f})" for f in fields], psi, status
@@ -259,8 +273,8 @@ def show_heatmap(jobs: Sequence[JobSummary], labels: dict[str, str]) -> None:
     )
     st.caption(
         f"The newest {count(len(details))} runs with a drift table, oldest on the left; each cell is a field's PSI, "
-        "coloured by its status. Fields that moved most come first."
-        + (f" Not read: {'; '.join(failed)}." if failed else "")
+        f"coloured by its status. The {count(len(fields))} fields that moved most, largest PSI in any run first; "
+        "the table above lists every field of a run." + (f" Not read: {'; '.join(failed)}." if failed else "")
     )
 
 
@@ -326,12 +340,13 @@ def latest_alert(job: JobSummary, labels: dict[str, str]) -> None:
     if job.verdict == "alert":
         st.error(
             f"**The latest run ({run_label(job)}, {job.input_name or 'input'}) raised a drift alert** on "
-            f"{drivers_text(job.drivers, labels)}: these fields no longer look like the training data.",
+            f"{drivers_text(job.drivers, labels, DRIVERS_NAMED)}: these fields no longer look like the training data.",
             icon=":material/warning:",
         )
     elif job.verdict == "watch":
         st.warning(
-            f"**The latest run ({run_label(job)}) is on watch** for {drivers_text(job.drivers, labels)}.",
+            f"**The latest run ({run_label(job)}) is on watch** for "
+            f"{drivers_text(job.drivers, labels, DRIVERS_NAMED)}.",
             icon=":material/visibility:",
         )
 
