@@ -201,9 +201,14 @@ ARG VERSION REVISION SOURCE
 LABEL org.opencontainers.image.source="${SOURCE}" org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.version="${VERSION}"
 
+# `python -m api` applies the server limits of api/settings.py (API_LIMIT_CONCURRENCY,
+# API_TIMEOUT_KEEP_ALIVE, a 16 KiB request head); it listens on API_HOST:API_PORT.
+ENV API_HOST=0.0.0.0 \
+    API_PORT=8000
+
 EXPOSE 8000
 
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
 
-CMD ["uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["python", "-m", "api"]
