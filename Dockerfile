@@ -47,19 +47,19 @@ COPY pyproject.toml uv.lock ./
 # --------------------------------------------------------------------------
 FROM uv AS deps-app
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-install-project --extra app
+    uv sync --locked --no-install-project --extra app
 
 FROM uv AS deps-api
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-install-project --extra api
+    uv sync --locked --no-install-project --extra api
 
 FROM uv AS deps-pipeline
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-install-project --extra pipeline
+    uv sync --locked --no-install-project --extra pipeline
 
 FROM uv AS deps-mlflow
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-install-project --extra mlflow
+    uv sync --locked --no-install-project --extra mlflow
 
 # --------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

@@ -24,7 +24,7 @@ help:  ## list the targets
 	python3 -m pip install -q --disable-pip-version-check --target .tools uv==$(UV_VERSION)
 
 $(VENV)/.installed: pyproject.toml uv.lock | $(UV_DEP)
-	$(UV) sync --frozen --extra dev --python python3
+	$(UV) sync --locked --extra dev --python python3
 	touch $@
 
 setup: $(VENV)/.installed  ## create .venv and install everything, exactly as uv.lock pins it
