@@ -196,6 +196,8 @@ COPY --from=deps-api /opt/venv /opt/venv
 COPY params.yaml ./
 COPY pipeline/ pipeline/
 COPY api/ api/
+# The official list of communes the place search and the map use (api/places.py).
+COPY data/places/ data/places/
 USER 10001:10001
 ARG VERSION REVISION SOURCE
 LABEL org.opencontainers.image.source="${SOURCE}" org.opencontainers.image.revision="${REVISION}" \
