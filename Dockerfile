@@ -47,19 +47,19 @@ COPY pyproject.toml uv.lock ./
 # --------------------------------------------------------------------------
 FROM uv AS deps-app
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-install-project --extra app
+    uv sync --locked --no-install-project --extra app
 
 FROM uv AS deps-api
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-install-project --extra api
+    uv sync --locked --no-install-project --extra api
 
 FROM uv AS deps-pipeline
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-install-project --extra pipeline
+    uv sync --locked --no-install-project --extra pipeline
 
 FROM uv AS deps-mlflow
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-install-project --extra mlflow
+    uv sync --locked --no-install-project --extra mlflow
 
 # --------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -196,14 +196,21 @@ COPY --from=deps-api /opt/venv /opt/venv
 COPY params.yaml ./
 COPY pipeline/ pipeline/
 COPY api/ api/
+# The official list of communes the place search and the map use (api/places.py).
+COPY data/places/ data/places/
 USER 10001:10001
 ARG VERSION REVISION SOURCE
 LABEL org.opencontainers.image.source="${SOURCE}" org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.version="${VERSION}"
+
+# `python -m api` applies the server limits of api/settings.py (API_LIMIT_CONCURRENCY,
+# API_TIMEOUT_KEEP_ALIVE, a 16 KiB request head); it listens on API_HOST:API_PORT.
+ENV API_HOST=0.0.0.0 \
+    API_PORT=8000
 
 EXPOSE 8000
 
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
 
-CMD ["uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["python", "-m", "api"]

@@ -24,7 +24,7 @@ help:  ## list the targets
 	python3 -m pip install -q --disable-pip-version-check --target .tools uv==$(UV_VERSION)
 
 $(VENV)/.installed: pyproject.toml uv.lock | $(UV_DEP)
-	$(UV) sync --frozen --extra dev --python python3
+	$(UV) sync --locked --extra dev --python python3
 	touch $@
 
 setup: $(VENV)/.installed  ## create .venv and install everything, exactly as uv.lock pins it
@@ -40,12 +40,13 @@ run: setup  ## train if needed, then serve the API and the dashboard until Ctrl-
 	dvc repro register
 	@$(MAKE) --no-print-directory serve
 
+# `python -m api` is uvicorn with the limits of api/settings.py (API_LIMIT_CONCURRENCY...).
 # Ctrl-C (or TERM) stops both servers once and exits 130 (143 for TERM); if one server dies by
 # itself, the other is stopped and its exit status is the recipe's.
 serve:  ## serve the API and the dashboard (no install, no repro) until Ctrl-C
 	@stop() { trap - INT TERM EXIT; kill $$api $$app 2>/dev/null; wait $$api $$app 2>/dev/null; }; \
 	trap 'stop; exit 130' INT; trap 'stop; exit 143' TERM; trap stop EXIT; \
-	$(PY) -m uvicorn api.main:app --host 127.0.0.1 --port $(API_PORT) --log-level warning & api=$$!; \
+	API_HOST=127.0.0.1 API_PORT=$(API_PORT) $(PY) -m api & api=$$!; \
 	API_URL=http://127.0.0.1:$(API_PORT) $(PY) -m streamlit run app/streamlit_app.py \
 	  --server.port $(APP_PORT) --server.address 127.0.0.1 --server.headless true \
 	  --browser.gatherUsageStats false & app=$$!; \
@@ -54,8 +55,8 @@ serve:  ## serve the API and the dashboard (no install, no repro) until Ctrl-C
 	echo "Press Ctrl-C to stop both."; \
 	wait -n $$api $$app
 
-api: setup  ## serve the API only
-	$(PY) -m uvicorn api.main:app --host 127.0.0.1 --port $(API_PORT)
+api: setup  ## serve the API only (python -m api: the server limits of api/settings.py)
+	API_HOST=127.0.0.1 API_PORT=$(API_PORT) $(PY) -m api
 
 app: setup  ## serve the dashboard only (expects the API at API_URL)
 	$(PY) -m streamlit run app/streamlit_app.py --server.port $(APP_PORT) --server.headless true
