@@ -47,6 +47,8 @@ def serve_registry_model(registry) -> Iterator[None]:
     # Loaded here, not in the background: every case must see a ready API.
     asyncio.run(holder.load())
     app.state.holder = holder
+    # The job endpoints list scoring runs from the same registry (an in-memory SQLite store has no tables).
+    app.state.settings = settings.model_copy(update={"mlflow_tracking_uri": registry.tracking_uri})
     yield
 
 
