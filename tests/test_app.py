@@ -183,6 +183,9 @@ def test_overview_shows_model_card_gate_and_seed(live: str, registry: Any) -> No
     assert info.gate is not None and info.gate.thresholds is not None
     assert table.loc[table["Metric"] == "F1", "Gate minimum"].item() == f"{info.gate.thresholds['min_f1']:.2f}"
     assert table.loc[table["Metric"] == "F1", "Seed project"].item() == "0.675"
+    # Which flavour is registered and how to load it, from the API's model card.
+    assert info.loading is not None and info.loading.flavor == "python_function"
+    assert [c.value for c in at.code] == [info.loading.python, info.loading.spark, info.loading.serve]
     assert "bar" in trace_types(at)
 
 

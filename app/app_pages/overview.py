@@ -89,6 +89,19 @@ def model_card(info: ModelInfo) -> None:
     )
 
 
+def loading(info: ModelInfo) -> None:
+    """Which MLflow flavour is registered, and the lines that load it outside this dashboard."""
+    if info.loading is None:
+        return
+    with st.expander(f"Use this model elsewhere: an MLflow `{info.loading.flavor}` model, `{info.loading.uri}`"):
+        st.markdown("In Python, on a pandas frame of accident records (the API's record fields):")
+        st.code(info.loading.python, language="python")
+        st.markdown("On a Spark DataFrame of accident records:")
+        st.code(info.loading.spark, language="python")
+        st.markdown("Over HTTP with MLflow's scoring server (`/invocations`):")
+        st.code(info.loading.serve, language="bash")
+
+
 def test_metrics(info: ModelInfo) -> None:
     """Test-year metrics beside the promotion gate and the seed project's published numbers."""
     test = {k: float(v) for k, v in info.metrics.get("test", {}).items() if isinstance(v, int | float)}
@@ -168,5 +181,6 @@ st.success(
 )
 with st.container(border=False):
     model_card(info)
+    loading(info)
 st.divider()
 test_metrics(info)
