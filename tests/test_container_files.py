@@ -236,6 +236,13 @@ def assert_runs_something_real(argv: list[str], where: str) -> None:
         pytest.fail(f"{where}: unknown program {argv[0]!r}; teach this test about it")
 
 
+def listen_port(name: str, service: dict[str, Any], argv: list[str]) -> str | None:
+    """The port a service listens on: a flag, or for ``python -m api`` its API_PORT setting."""
+    if argv[-3:] == ["python", "-m", "api"] or argv == ["python", "-m", "api"]:
+        return str((service.get("environment") or {}).get("API_PORT"))
+    return flag_value(argv, "--server.port" if name == "app" else "--port")
+
+
 def flag_value(argv: list[str], flag: str) -> str | None:
     for i, arg in enumerate(argv):
         if arg == flag and i + 1 < len(argv):
@@ -296,8 +303,8 @@ def test_image_installs_only_its_extra_from_the_lock(target: str) -> None:
     extra = copied[0]
     assert extra in extras, f"{target} installs extra {extra!r}, which pyproject.toml does not define"
     assert re.search(
-        rf"AS deps-{extra}\nRUN (--mount=\S+ \\\n\s+)?uv sync --frozen --no-install-project --extra {extra}\n", text
-    ), f"deps-{extra} must install the extra {extra!r} from uv.lock (uv sync --frozen)"
+        rf"AS deps-{extra}\nRUN (--mount=\S+ \\\n\s+)?uv sync --locked --no-install-project --extra {extra}\n", text
+    ), f"deps-{extra} must install the extra {extra!r} from uv.lock (uv sync --locked)"
 
 
 def test_runtime_sets_env() -> None:
@@ -459,7 +466,7 @@ def test_published_ports_match_default_settings(compose: dict[str, Any], stages:
     port = expected_port(name)
     assert published_ports(service) == [(port, port)], f"{name} must publish {port}:{port}"
     argv = service_argv(name, service, stages)
-    listen = flag_value(argv, "--server.port" if name == "app" else "--port")
+    listen = listen_port(name, service, argv)
     assert listen == str(port), f"{name} listens on {listen}, not {port}"
     assert port in stages[service["build"]["target"]].exposed
 
@@ -474,7 +481,7 @@ def test_compose_healthcheck_probes_a_served_path(compose: dict[str, Any], stage
     assert url["path"] == HEALTH_PATHS[name]
     assert url["host"] in ("localhost", "127.0.0.1"), "a healthcheck runs inside its own container"
     argv = service_argv(name, service, stages)
-    assert url["port"] == flag_value(argv, "--server.port" if name == "app" else "--port")
+    assert url["port"] == listen_port(name, service, argv)
 
 
 def test_api_declares_its_health_route() -> None:

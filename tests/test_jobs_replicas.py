@@ -28,6 +28,8 @@ def api_process(port: int, tracking_uri: str, cache: Path, log: Path) -> tuple[l
         "API_PORT": str(port),
         "API_JOB_CACHE_DIR": str(cache),
         "API_MODEL_POLL_SECONDS": "0",
+        # Its own experiment: the copied registry already holds scoring runs of other tests.
+        "MONITOR_EXPERIMENT": "replicas-test",
         "OMP_WAIT_POLICY": "PASSIVE",
     }
     return [sys.executable, "-m", "api"], f"http://127.0.0.1:{port}/ready", env, log

@@ -126,7 +126,7 @@ def test_metrics_and_plots_diff(repo: tuple[Path, dict[str, str]]) -> None:
     work, env = repo
     _run(["git", "add", "-A"], work, env)
     _run(["git", "commit", "-qm", "pipeline outputs"], work, env)
-    diff = _run(["dvc", "metrics", "diff", "HEAD~1", "--json"], work, env).stdout
+    diff = _run(["dvc", "metrics", "diff", "HEAD~1", "--all", "--json"], work, env).stdout
     assert "reports/headline.json" in diff
     out = work / "plots-html"
     _run(["dvc", "plots", "diff", "HEAD~1", "-o", str(out)], work, env)
@@ -146,9 +146,15 @@ def test_push_and_pull_with_the_local_remote(repo: tuple[Path, dict[str, str]]) 
 def test_api_serves_the_champion_from_the_mlflow_server(repo: tuple[Path, dict[str, str]], mlflow_server: str) -> None:
     work, _ = repo
     port = free_port()
-    cmd = compose_command("api", {"0.0.0.0": "127.0.0.1", "8000": str(port)})
+    cmd = compose_command("api", {})
     cmd[0] = str(BIN / cmd[0])
-    api_env = {"MLFLOW_TRACKING_URI": mlflow_server, "OMP_WAIT_POLICY": "PASSIVE"}
+    # compose's `python -m api` listens where API_HOST and API_PORT say (0.0.0.0:8000 in the container).
+    api_env = {
+        "MLFLOW_TRACKING_URI": mlflow_server,
+        "OMP_WAIT_POLICY": "PASSIVE",
+        "API_HOST": "127.0.0.1",
+        "API_PORT": str(port),
+    }
     url = f"http://127.0.0.1:{port}"
     with server(cmd, f"{url}/ready", env=api_env, cwd=ROOT, log=work / "api.log"):
         registry = json.loads((work / "reports/registry.json").read_text())

@@ -85,9 +85,11 @@ def _quiet_child() -> None:
 
 def _stop_child(child: ProcessPoolExecutor, pid: Future[int]) -> None:
     """Stop the lookup: cancel it if queued, kill its process if it runs."""
-    child.shutdown(wait=False, cancel_futures=True)
     with contextlib.suppress(TimeoutError, BrokenProcessPool, ProcessLookupError):
         os.kill(pid.result(timeout=CHILD_START_TIMEOUT_S), signal.SIGKILL)
+    # After the kill, so that the executor's threads see the dead process and end before the
+    # interpreter does (ending them first left a feeder thread writing to a closed pipe at exit).
+    child.shutdown(wait=True, cancel_futures=True)
 
 
 def _load(

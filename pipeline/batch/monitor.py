@@ -121,9 +121,10 @@ class Monitor:
     def _stop(self) -> None:
         if self._child is None or self._pid is None:
             return
-        self._child.shutdown(wait=False, cancel_futures=True)
         with contextlib.suppress(FutureTimeout, BrokenProcessPool, ProcessLookupError):
             os.kill(self._pid.result(timeout=30), signal.SIGKILL)
+        # After the kill, so that the executor's threads end before the interpreter does.
+        self._child.shutdown(wait=True, cancel_futures=True)
         self._child = None
 
     def add(self, batch: Batch, model: LoadedModel) -> None:
