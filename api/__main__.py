@@ -27,6 +27,7 @@ def main() -> None:
         limit_concurrency=settings.limit_concurrency,
         timeout_keep_alive=settings.timeout_keep_alive,
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        access_log=settings.access_log,
     )
 
 

@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     timeout_keep_alive: int = Field(
         5, alias="API_TIMEOUT_KEEP_ALIVE", ge=1, description="Seconds an idle connection is kept open."
     )
+    access_log: bool = Field(True, alias="API_ACCESS_LOG", description="Log one line per request (python -m api).")
     max_batch: int = Field(1000, alias="API_MAX_BATCH", ge=1)
     max_json_mb: float = Field(2, alias="API_MAX_JSON_MB", gt=0, description="Largest JSON request body, MB.")
     max_errors: int = Field(
