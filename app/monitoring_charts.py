@@ -13,6 +13,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from api.job_schemas import JobDetail
+
 FONT = "Source Sans Pro, sans-serif"
 # One colour per drift status (and verdict); "insufficient" is grey: too few rows to judge.
 STATUS_COLOURS: dict[str, str] = {"ok": "#27ae60", "watch": "#f39c12", "alert": "#c0392b", "insufficient": "#95a5a6"}
@@ -166,3 +168,26 @@ def score_histogram(edges: Sequence[float], counts: Sequence[int]) -> go.Figure:
     fig.update_xaxes(title="Probability of a severe accident", tickformat=".0%", range=[edges[0], edges[-1]])
     fig.update_yaxes(title="Share of the scored accidents", tickformat=".0%", gridcolor="#eee")
     return _style(fig, 300)
+
+
+def heatmap_frames(
+    details: Sequence[JobDetail], labels: Mapping[str, str], most: int
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The ``most`` drifted fields' labels (largest PSI in any run first), and PSI and status matrices
+    fields x runs (oldest run first)."""
+    ordered = list(reversed(details))
+    worst: dict[str, float] = {}
+    for job in ordered:
+        for row in job.drift:
+            worst[row.field] = max(worst.get(row.field, 0.0), row.psi)
+    fields = sorted(worst, key=lambda f: -worst[f])[:most]
+    psi = np.full((len(fields), len(ordered)), np.nan)
+    status = np.full((len(fields), len(ordered)), "", dtype=object)
+    index = {f: i for i, f in enumerate(fields)}
+    for j, job in enumerate(ordered):
+        for row in job.drift:
+            if row.field not in index:
+                continue
+            psi[index[row.field], j] = row.psi
+            status[index[row.field], j] = row.status
+    return [f"{labels.get(f, f)} ({f})" for f in fields], psi, status

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import PurePath
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -230,29 +229,6 @@ def show_drift_table(job: JobDetail, labels: dict[str, str]) -> None:
     )
 
 
-def heatmap_frames(
-    details: Sequence[JobDetail], labels: dict[str, str], most: int = HEATMAP_FIELDS
-) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """The ``most`` drifted fields' labels (largest PSI in any run first), and PSI and status matrices
-    fields x runs (oldest run first)."""
-    ordered = list(reversed(details))
-    worst: dict[str, float] = {}
-    for job in ordered:
-        for row in job.drift:
-            worst[row.field] = max(worst.get(row.field, 0.0), row.psi)
-    fields = sorted(worst, key=lambda f: -worst[f])[:most]
-    psi = np.full((len(fields), len(ordered)), np.nan)
-    status = np.full((len(fields), len(ordered)), "", dtype=object)
-    index = {f: i for i, f in enumerate(fields)}
-    for j, job in enumerate(ordered):
-        for row in job.drift:
-            if row.field not in index:
-                continue
-            psi[index[row.field], j] = row.psi
-            status[index[row.field], j] = row.status
-    return [f"{labels.get(f, f)} ({f})" for f in fields], psi, status
-
-
 def show_heatmap(jobs: Sequence[JobSummary], labels: dict[str, str]) -> None:
     """PSI of every field across the newest runs."""
     url = client.api_url()
@@ -266,7 +242,7 @@ def show_heatmap(jobs: Sequence[JobSummary], labels: dict[str, str]) -> None:
     if not details:
         st.info("No run recorded a drift table yet.", icon=":material/info:")
         return
-    fields, psi, status = heatmap_frames(details, labels)
+    fields, psi, status = charts.heatmap_frames(details, labels, HEATMAP_FIELDS)
     runs = [run_label(d) for d in reversed(details)]
     st.plotly_chart(
         charts.drift_heatmap(fields, runs, psi, status), config={"displaylogo": False}, key="monitor_heatmap"
