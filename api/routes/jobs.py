@@ -32,7 +32,13 @@ def _translate(exc: LookupError | TrackingUnavailable) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no scoring job {str(exc)[:64]}")
 
 
-@router.get("", response_model=JobList, summary="Scoring jobs, newest first", responses={503: ERRORS[503]})
+LIST_ERRORS: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorResponse, "description": "A parameter is out of range, or the page token was not issued here."},
+    503: ERRORS[503],
+}
+
+
+@router.get("", response_model=JobList, summary="Scoring jobs, newest first", responses=LIST_ERRORS)
 async def jobs(
     settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=100, description="Jobs per page.")] = 20,
