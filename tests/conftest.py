@@ -29,6 +29,9 @@ from pipeline.train import choose_threshold, fit, split_valid
 TESTS = Path(__file__).resolve().parent
 EXTRACTS = TESTS / "data" / "baac"
 ROOT = TESTS.parent
+MAIN = ROOT / "app" / "streamlit_app.py"  # the dashboard's entry point
+UPLOAD = TESTS / "data" / "upload" / "accidents-2021-extract.csv"  # 150 real 2021 records
+EXTRACT_2021 = EXTRACTS / "2021"
 
 
 @pytest.fixture(autouse=True)

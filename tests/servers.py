@@ -12,8 +12,10 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -83,3 +85,20 @@ def mlflow_server_cmd(port: int, backend: str, artifacts: str) -> list[str]:
         "--workers",
         "1",
     ]
+
+
+@contextmanager
+def api_process(registry: Any, log: Path) -> Iterator[str]:
+    """``uvicorn api.main:app`` on a free port of 127.0.0.1, serving the registry's champion."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        "MLFLOW_TRACKING_URI": registry.tracking_uri,
+        "MODEL_NAME": registry.model_name,
+        "MODEL_ALIAS": "champion",
+        "OMP_WAIT_POLICY": "PASSIVE",
+        "API_KEY": "",
+    }
+    cmd = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port)]
+    with server(cmd, f"{url}/ready", env=env, cwd=ROOT, log=log, timeout=120):
+        yield url

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 import zipfile
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,30 +22,10 @@ from app import client
 from app.charts.maps import map_config
 from app.client import ApiError, ApiUnavailable
 from app.settings import Settings
-from tests.servers import free_port, server
+from tests.conftest import EXTRACT_2021, MAIN, ROOT, UPLOAD
+from tests.servers import api_process, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
-MAIN = ROOT / "app" / "streamlit_app.py"
-UPLOAD = ROOT / "tests" / "data" / "upload" / "accidents-2021-extract.csv"
-EXTRACT_2021 = ROOT / "tests" / "data" / "baac" / "2021"
 PAGES = ("overview", "evaluation", "what_if", "batch")
-
-
-@contextmanager
-def api_process(registry: Any, log: Path) -> Iterator[str]:
-    """``uvicorn api.main:app`` on a free port of 127.0.0.1, serving the registry's champion."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        "MLFLOW_TRACKING_URI": registry.tracking_uri,
-        "MODEL_NAME": registry.model_name,
-        "MODEL_ALIAS": "champion",
-        "OMP_WAIT_POLICY": "PASSIVE",
-        "API_KEY": "",
-    }
-    cmd = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port)]
-    with server(cmd, f"{url}/ready", env=env, cwd=ROOT, log=log, timeout=120):
-        yield url
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,12 @@ import httpx
 import pandas as pd
 import pytest
 
+from tests.conftest import UPLOAD
 from tests.servers import free_port, mlflow_server_cmd, server
 
 pytestmark = pytest.mark.slow
 
-UPLOAD = Path(__file__).parent / "data" / "upload" / "accidents-2021-extract.csv"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def api_process(port: int, tracking_uri: str, cache: Path, log: Path) -> tuple[list[str], str, dict[str, str], Path]:

@@ -23,13 +23,13 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.servers import free_port, server
-from tests.test_app import UPLOAD, api_process
+from tests.conftest import UPLOAD
+from tests.servers import api_process, free_port, server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MAIN = ROOT / "app" / "streamlit_app.py"
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")

@@ -25,7 +25,7 @@ from pipeline.batch.cli import main
 from pipeline.cli import EXIT_INPUT, EXIT_IO
 from tests.api_helpers import wait_ready
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXTRACT = ROOT / "tests" / "data" / "upload" / "accidents-2021-extract.csv"  # 150 real 2021 records
 MAX_ERROR_BODY = 64 * 1024
 ROWS_CAP = 400

@@ -13,7 +13,7 @@ from pipeline.records import ID_COLUMN, RECORD_COLUMNS
 from tests.servers import free_port
 from tests.servers import server as run_server
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 

@@ -43,7 +43,7 @@ from pipeline.records import ID_COLUMN, RECORD_COLUMNS, TARGET
 from pipeline.settings import PipelineSettings
 from pipeline.storage import atomic_paths, sha256_of
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CARAC_2021 = "carcteristiques-2021.csv"
 
 

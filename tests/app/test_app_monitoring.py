@@ -19,8 +19,8 @@ from streamlit.testing.v1 import AppTest
 
 from api.job_schemas import JobDetail
 from app import client
-from tests.servers import free_port
-from tests.test_app import EXTRACT_2021, MAIN, UPLOAD, api_process
+from tests.conftest import EXTRACT_2021, MAIN, UPLOAD
+from tests.servers import api_process, free_port
 
 pytestmark = pytest.mark.slow
 

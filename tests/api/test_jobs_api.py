@@ -17,8 +17,7 @@ from api.main import create_app
 from api.settings import Settings
 from pipeline.records import RECORD_FIELDS
 from tests.api_helpers import wait_ready
-
-UPLOAD = Path(__file__).parent / "data" / "upload" / "accidents-2021-extract.csv"
+from tests.conftest import UPLOAD
 
 
 @pytest.fixture

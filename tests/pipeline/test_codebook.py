@@ -9,7 +9,7 @@ import pytest
 
 from pipeline import codebook as cb
 
-BAAC_DIR = Path(__file__).resolve().parents[1] / "data" / "bundled" / "baac"
+BAAC_DIR = Path(__file__).resolve().parents[2] / "data" / "bundled" / "baac"
 YEARS = ("2020", "2021")
 # data.gouv.fr publishes the 2021 file as "carcteristiques-2021.csv.gz" (sic).
 FILE_PREFIXES = {

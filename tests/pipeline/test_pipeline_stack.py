@@ -19,7 +19,7 @@ import yaml
 
 from tests.servers import BIN, free_port, server
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 

@@ -29,7 +29,7 @@ from tests.servers import BIN, free_port, server
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TEST_YEAR = 2021
 N_ACCIDENTS = 56_518
 
