@@ -6,7 +6,7 @@ listening socket: up to one line per pending connection (its accept loop runs ``
 times, 2048 with uvicorn) every second, and as many ``_start_serving`` retries that fail
 once the server closes its socket. ``RepeatFilter`` lets one such line through per
 ``interval`` seconds and reports how many it held back (measured: 5 MB of log in 4 s of
-exhaustion before, a few lines after; ``tests/test_api_e2e.py``).
+exhaustion before, a few lines after; ``tests/e2e/test_api_e2e.py``).
 """
 
 from __future__ import annotations
