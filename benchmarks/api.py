@@ -54,7 +54,7 @@ HEALTH_EVERY = 5  # one baseline request in five
 def _records(year: int, max_vma: int) -> pd.DataFrame:
     """Accident records of a year: the DVC ``features`` output, else built from the bundled files."""
     from pipeline.config import BUNDLED_DIR, PROCESSED_DIR
-    from pipeline.ingest import find_tables, read_year
+    from pipeline.raw_tables import find_tables, read_year
     from pipeline.record_tables import records_from_tables
 
     processed = PROCESSED_DIR / f"accidents_{year}.parquet"

@@ -27,7 +27,7 @@ import xgboost as xgb
 from pipeline.config import BUNDLED_DIR, ROOT, load_params
 from pipeline.feature_spec import FeatureSpec
 from pipeline.features import frame_matrix
-from pipeline.ingest import find_tables, read_year
+from pipeline.raw_tables import find_tables, read_year
 from pipeline.record_tables import records_from_tables
 from pipeline.records import TARGET
 from pipeline.settings import PipelineSettings

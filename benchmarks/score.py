@@ -68,7 +68,7 @@ def pinned_cores(n: int = CORES) -> Iterator[list[int]]:
 def bundled_records(year: int) -> pd.DataFrame:
     """Accident records (with target) of a bundled year, built as the pipeline builds them."""
     from pipeline.config import BUNDLED_DIR, load_params
-    from pipeline.ingest import find_tables, read_year
+    from pipeline.raw_tables import find_tables, read_year
     from pipeline.record_tables import records_from_tables
 
     tables = read_year(find_tables([BUNDLED_DIR / str(year)]))

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from pipeline.config import PROCESSED_DIR, params
 from pipeline.feature_spec import TARGET_ENCODED, FeatureSpec, Lookup
-from pipeline.ingest import load_interim
+from pipeline.raw_tables import load_interim
 from pipeline.record_tables import records_from_tables
 from pipeline.records import OBSTACLE_GROUPS, RECORD_FIELDS, TARGET
 from pipeline.storage import write_parquet_atomic
@@ -59,7 +59,7 @@ def columns_of_record(record: Mapping[str, Any]) -> dict[str, np.ndarray]:
 # operations plain operators cannot: numpy arrays for frames (``_ARRAY_OPS``), Python floats
 # for one record (``_SCALAR_OPS``, the API's fast path, ~10x cheaper than numpy calls on
 # length-1 arrays). Both give the same float64 values, hence the same float32 row:
-# tests/test_features.py compares them on every record of the test extract and edge cases.
+# tests/pipeline/test_features.py compares them on every record of the test extract and edge cases.
 
 
 class _ArrayOps:

@@ -18,7 +18,7 @@ import pandera.pandas as pa
 from pipeline import schemas
 from pipeline.config import DATA_REPORTS_DIR, ValidateParams, params
 from pipeline.errors import InputError
-from pipeline.ingest import load_interim
+from pipeline.raw_tables import load_interim
 from pipeline.storage import write_json_atomic
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """What the input paths hold: the four raw tables of one year, or one flat CSV of accident records.
 
 Folders are listed, zips extracted (safely, counted against the limits), gzip told by its
-magic bytes; a records file is told by its header, a raw table by its name (``pipeline.ingest``).
+magic bytes; a records file is told by its header, a raw table by its name (``pipeline.raw_tables``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pipeline.batch.limits import DEFAULT_LIMITS, MAX_ZIP_MEMBERS, ByteBudget, L
 from pipeline.batch.stop import check_stop
 from pipeline.codebook import SCHEMA
 from pipeline.errors import InputError
-from pipeline.ingest import identify
+from pipeline.raw_tables import identify
 from pipeline.records import ID_COLUMN, RECORD_COLUMNS, TARGET
 from pipeline.storage import sha256_of
 

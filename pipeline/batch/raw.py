@@ -1,4 +1,4 @@
-"""The four raw tables of one year: read whole with ``pipeline.ingest`` (one year is small), checked, scored."""
+"""The four raw tables of one year: read whole with ``pipeline.raw_tables`` (one year is small), checked, scored."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pipeline.batch.inputs import InputFile, RawSource
 from pipeline.batch.loading import ModelRef, loaded_model
 from pipeline.codebook import SCHEMA
 from pipeline.errors import InputError
-from pipeline.ingest import find_tables, read_year
+from pipeline.raw_tables import find_tables, read_year
 from pipeline.record_checks import check_records
 from pipeline.record_tables import records_from_tables
 from pipeline.records import FIELDS, ID_COLUMN, RECORD_COLUMNS, TARGET

@@ -207,7 +207,7 @@ def run_pipeline(engine: Engine) -> str:
 
 def a_record() -> dict[str, Any]:
     """One real accident of the 2021 extract, as a client sends it."""
-    from pipeline.ingest import find_tables, read_year
+    from pipeline.raw_tables import find_tables, read_year
     from pipeline.record_tables import records_from_tables
     from pipeline.records import RECORD_COLUMNS
 

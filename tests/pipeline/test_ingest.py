@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline import codebook, ingest
+from pipeline import codebook, ingest, raw_tables
 from pipeline.errors import InputError
 
 
@@ -36,18 +36,18 @@ from pipeline.errors import InputError
     ],
 )
 def test_identify_real_file_names(name: str, table: str, year: int) -> None:
-    found = ingest.identify(Path(name))
+    found = raw_tables.identify(Path(name))
     assert (found.table, found.year) == (table, year)
 
 
 @pytest.mark.parametrize("name", ["accidents-2021.csv", "notes.txt", "README.md", "carac-lieux-2021.csv"])
 def test_identify_rejects_unknown_names(name: str) -> None:
     with pytest.raises(InputError, match=name.replace(".", r"\.")):
-        ingest.identify(Path(name))
+        raw_tables.identify(Path(name))
 
 
 def test_reads_every_quirk_of_the_2020_extract(extracts: Path) -> None:
-    tables = ingest.read_year(ingest.find_tables([extracts / "2020"]))
+    tables = raw_tables.read_year(raw_tables.find_tables([extracts / "2020"]))
     carac, lieux, veh, users = (tables[t] for t in codebook.TABLES)
     # month not zero-padded in 2020, read as an integer
     assert set(carac["mois"].unique()) <= set(range(1, 13))
@@ -69,7 +69,7 @@ def test_reads_every_quirk_of_the_2020_extract(extracts: Path) -> None:
 
 
 def test_2021_zero_padded_months_and_blank_trailing_line(extracts: Path) -> None:
-    tables = ingest.read_year(ingest.find_tables([extracts / "2021"]))
+    tables = raw_tables.read_year(raw_tables.find_tables([extracts / "2021"]))
     raw = (extracts / "2021" / "carcteristiques-2021.csv").read_text(encoding="utf-8")
     assert raw.endswith("\n\n")
     assert '"01"' in raw or '"02"' in raw or '"03"' in raw
@@ -81,7 +81,7 @@ def test_gzip_and_plain_give_the_same_table(extracts: Path, tmp_path: Path) -> N
     plain = extracts / "2020" / "lieux-2020.csv"
     gz = tmp_path / "lieux-2020.csv.gz"
     gz.write_bytes(gzip.compress(plain.read_bytes()))
-    pd.testing.assert_frame_equal(ingest.read_table(plain, "lieux"), ingest.read_table(gz, "lieux"))
+    pd.testing.assert_frame_equal(raw_tables.read_table(plain, "lieux"), raw_tables.read_table(gz, "lieux"))
 
 
 def _copy_year(extracts: Path, tmp_path: Path, year: int = 2021) -> Path:
@@ -100,14 +100,14 @@ def test_missing_table(extracts: Path, tmp_path: Path) -> None:
     folder = _copy_year(extracts, tmp_path)
     (folder / "lieux-2021.csv").unlink()
     with pytest.raises(InputError, match="missing table.*lieux"):
-        ingest.find_tables([folder])
+        raw_tables.find_tables([folder])
 
 
 def test_file_matching_no_table(extracts: Path, tmp_path: Path) -> None:
     folder = _copy_year(extracts, tmp_path)
     (folder / "accidents-2021.csv").write_text("x", encoding="utf-8")
     with pytest.raises(InputError, match=r"accidents-2021\.csv.*matches no BAAC table"):
-        ingest.find_tables([folder])
+        raw_tables.find_tables([folder])
 
 
 def test_two_years_mixed(extracts: Path) -> None:
@@ -118,12 +118,12 @@ def test_two_years_mixed(extracts: Path) -> None:
         extracts / "2021" / "vehicules-2021.csv",
     ]
     with pytest.raises(InputError, match=r"several years mixed together: \[2020, 2021\]"):
-        ingest.find_tables(files)
+        raw_tables.find_tables(files)
 
 
 def test_missing_path(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no such file"):
-        ingest.find_tables([tmp_path / "nope"])
+        raw_tables.find_tables([tmp_path / "nope"])
 
 
 def test_wrong_separator(extracts: Path, tmp_path: Path) -> None:
@@ -131,7 +131,7 @@ def test_wrong_separator(extracts: Path, tmp_path: Path) -> None:
     path = folder / "lieux-2021.csv"
     path.write_text(path.read_text(encoding="utf-8").replace(";", ","), encoding="utf-8")
     with pytest.raises(InputError) as err:
-        ingest.read_table(path, "lieux")
+        raw_tables.read_table(path, "lieux")
     assert "lieux-2021.csv" in str(err.value)
     assert "wrong separator" in str(err.value)
     assert "line 1" in str(err.value)
@@ -144,7 +144,7 @@ def test_latin1_file(extracts: Path, tmp_path: Path) -> None:
     accented = next(i for i, line in enumerate(text.splitlines(), start=1) if any(ord(c) > 127 for c in line))
     path.write_bytes(text.encode("latin-1", errors="replace"))
     with pytest.raises(InputError) as err:
-        ingest.read_table(path, "caracteristiques")
+        raw_tables.read_table(path, "caracteristiques")
     assert "not valid UTF-8" in str(err.value)
     assert f"line {accented}" in str(err.value)
 
@@ -154,14 +154,14 @@ def test_empty_file(tmp_path: Path, content: str) -> None:
     path = tmp_path / "usagers-2021.csv"
     path.write_text(content, encoding="utf-8")
     with pytest.raises(InputError, match="usagers-2021.csv: file is empty"):
-        ingest.read_table(path, "usagers")
+        raw_tables.read_table(path, "usagers")
 
 
 def test_header_without_rows(extracts: Path, tmp_path: Path) -> None:
     path = tmp_path / "usagers-2021.csv"
     path.write_text((extracts / "2021" / "usagers-2021.csv").read_text(encoding="utf-8").splitlines()[0] + "\n")
     with pytest.raises(InputError, match="header but no data rows"):
-        ingest.read_table(path, "usagers")
+        raw_tables.read_table(path, "usagers")
 
 
 def test_missing_column(extracts: Path, tmp_path: Path) -> None:
@@ -169,7 +169,7 @@ def test_missing_column(extracts: Path, tmp_path: Path) -> None:
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     path.write_text("".join(";".join(line.split(";")[:-1]) + "\n" for line in lines if line.strip()))
     with pytest.raises(InputError) as err:
-        ingest.read_table(path, "vehicules")
+        raw_tables.read_table(path, "vehicules")
     assert "column 'occutc'" in str(err.value) and "missing column" in str(err.value)
 
 
@@ -177,7 +177,7 @@ def test_renamed_column(extracts: Path, tmp_path: Path) -> None:
     path = _copy_year(extracts, tmp_path) / "lieux-2021.csv"
     _edit(path, '"vma"', '"vmax"')
     with pytest.raises(InputError, match=r"column 'vma'.*found 'vmax' instead"):
-        ingest.read_table(path, "lieux")
+        raw_tables.read_table(path, "lieux")
 
 
 def test_text_in_a_numeric_column(extracts: Path, tmp_path: Path) -> None:
@@ -188,14 +188,14 @@ def test_text_in_a_numeric_column(extracts: Path, tmp_path: Path) -> None:
     lines[3] = ";".join(fields)
     path.write_text("".join(lines), encoding="utf-8")
     with pytest.raises(InputError) as err:
-        ingest.read_table(path, "lieux")
+        raw_tables.read_table(path, "lieux")
     assert "column 'vma'" in str(err.value) and "line 4" in str(err.value) and "fifty" in str(err.value)
 
 
 def test_accident_header_alias_of_later_years(extracts: Path, tmp_path: Path) -> None:
     path = _copy_year(extracts, tmp_path) / "carcteristiques-2021.csv"
     _edit(path, '"Num_Acc"', '"Accident_Id"')
-    assert len(ingest.read_table(path, "caracteristiques")) > 0
+    assert len(raw_tables.read_table(path, "caracteristiques")) > 0
 
 
 def test_extra_columns_are_ignored(extracts: Path, tmp_path: Path) -> None:
@@ -203,14 +203,14 @@ def test_extra_columns_are_ignored(extracts: Path, tmp_path: Path) -> None:
     lines = path.read_text(encoding="utf-8").splitlines()
     out = [line + (';"id_usager"' if i == 0 else ';"1"') for i, line in enumerate(lines) if line.strip()]
     path.write_text("\n".join(out) + "\n", encoding="utf-8")
-    assert "id_usager" not in ingest.read_table(path, "usagers").columns
+    assert "id_usager" not in raw_tables.read_table(path, "usagers").columns
 
 
 def test_ingest_year_writes_typed_parquet(tmp_path: Path, extracts: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ingest, "BUNDLED_DIR", extracts)
     counts = ingest.ingest_year(2020, "bundled", tmp_path)
     assert counts["caracteristiques"] == counts["lieux"] > 0
-    loaded = ingest.load_interim(2020, tmp_path)
+    loaded = raw_tables.load_interim(2020, tmp_path)
     assert loaded["vehicules"]["catv"].dtype == "Int16"
     with pytest.raises(InputError, match="no bundled data for year 1999"):
         ingest.source_files(1999, "bundled", extracts)
@@ -256,7 +256,7 @@ def test_datagouv_source_downloads_the_four_tables(
     monkeypatch.setattr(ingest, "DATAGOUV_URLS", {2020: {t: f"2020/{n}" for t, n in names.items()}})
     monkeypatch.setattr(ingest, "DATAGOUV_SHA1", {})
     paths = ingest.datagouv_files(2020, cache=tmp_path, base_url=file_server)
-    tables = ingest.read_year(ingest.find_tables(paths))
+    tables = raw_tables.read_year(raw_tables.find_tables(paths))
     assert len(tables["usagers"]) > len(tables["caracteristiques"]) > 0
     with pytest.raises(InputError, match="no known data.gouv.fr resources for year 1990"):
         ingest.datagouv_files(1990, cache=tmp_path, base_url=file_server)

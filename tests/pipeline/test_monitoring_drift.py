@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from pipeline.config import BUNDLED_DIR
-from pipeline.ingest import find_tables, read_year
+from pipeline.raw_tables import find_tables, read_year
 from pipeline.monitoring import DriftReport, Profile, build_profile, drift_report
 from pipeline.record_tables import records_from_tables
 
