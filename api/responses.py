@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from api.schemas import LabelName, Scalar
+from pipeline.slice_schema import SliceReport
 
 
 class ModelIdentity(BaseModel):
@@ -275,31 +276,6 @@ class CalibrationCurve(BaseModel):
     split: Literal["valid", "test"]
     ece: float | None = Field(description="Count-weighted mean |predicted - observed| over the deciles.")
     bins: list[CalibrationBin]
-
-
-class SliceMetrics(BaseModel):
-    """Test-year metrics of one slice at the model threshold (null where undefined)."""
-
-    group: str
-    name: str
-    n: int
-    positives: int
-    severe_rate: float
-    roc_auc: float | None
-    recall: float | None
-    precision: float | None
-    flagged: bool = Field(description="Recall more than ``recall_gap`` below overall, on at least ``min_count``.")
-
-
-class SliceReport(BaseModel):
-    """Where the model does worse than overall."""
-
-    threshold: float
-    min_count: int
-    recall_gap: float
-    overall_recall: float | None = Field(description="Recall on the whole test year at the threshold.")
-    flagged: int = Field(description="Number of flagged slices.")
-    slices: list[SliceMetrics]
 
 
 class EvaluationResponse(BaseModel):

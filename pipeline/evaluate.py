@@ -25,6 +25,7 @@ from pipeline.metrics import classification_metrics, confusion, rates
 from pipeline.model import LoadedModel, load_local
 from pipeline.places import commune_centres, typical_accident
 from pipeline.records import ID_COLUMN, TARGET
+from pipeline.slice_schema import SliceReport
 from pipeline.slices import slice_report
 from pipeline.storage import atomic_path, write_json_atomic, write_parquet_atomic
 from pipeline.train import load_years
@@ -155,11 +156,11 @@ def write_training_places(train: pd.DataFrame, out: Path) -> None:
 HEADLINE_TEST: tuple[str, ...] = ("roc_auc", "f1", "precision", "recall", "ece")
 
 
-def headline(metrics: Mapping[str, Mapping[str, Any]], slices: Mapping[str, Any]) -> dict[str, Any]:
+def headline(metrics: Mapping[str, Mapping[str, Any]], slices: SliceReport) -> dict[str, Any]:
     """The headline metrics: the test year's, and how many slices are flagged."""
     return {
         "test": {key: metrics["test"][key] for key in HEADLINE_TEST},
-        "slices_flagged": slices["flagged"],
+        "slices_flagged": slices.flagged,
     }
 
 
@@ -186,7 +187,7 @@ def write_reports(
     calibration, ece = calibration_tables(fit_predictions, y_test, test_proba)
     write_json_atomic(metrics, out / "metrics.json")
     slices = slice_report(test, test_proba, threshold)
-    write_json_atomic(slices, out / "slices.json")
+    write_json_atomic(slices.model_dump(mode="json"), out / "slices.json")
     write_json_atomic(headline(metrics, slices), out / "headline.json")
     if train is not None:
         write_training_places(train, out)

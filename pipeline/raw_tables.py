@@ -36,6 +36,7 @@ _TABLE_PATTERNS: Mapping[str, re.Pattern[str]] = {
 }
 _YEAR = re.compile(r"(?<!\d)(19|20)(\d{2})(?!\d)")
 
+
 @dataclass(frozen=True)
 class TableFile:
     """One raw table file, identified from its name."""

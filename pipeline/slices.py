@@ -11,7 +11,6 @@ slices are too noisy to call).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -20,6 +19,7 @@ from sklearn.metrics import precision_score, recall_score, roc_auc_score
 
 from pipeline import codebook
 from pipeline.records import TARGET
+from pipeline.slice_schema import SliceMetrics, SliceReport
 
 MIN_COUNT = 200
 RECALL_GAP = 0.10
@@ -28,21 +28,6 @@ TOP_DEPARTMENTS = 10
 DAY, TWILIGHT, NIGHT = (1,), (2,), (3, 4, 5)
 
 Mask = Callable[[pd.DataFrame], "pd.Series[bool]"]
-
-
-@dataclass(frozen=True)
-class SliceMetrics:
-    """The metrics of one slice."""
-
-    group: str
-    name: str
-    n: int
-    positives: int
-    severe_rate: float
-    roc_auc: float | None
-    recall: float | None
-    precision: float | None
-    flagged: bool
 
 
 def _isin(column: str, values: tuple[Any, ...]) -> Mask:
@@ -94,7 +79,7 @@ def slice_metrics(
     )
 
 
-def slice_report(records: pd.DataFrame, proba: np.ndarray, threshold: float) -> dict[str, Any]:
+def slice_report(records: pd.DataFrame, proba: np.ndarray, threshold: float) -> SliceReport:
     """The rules, the overall recall, the number flagged and one entry per non-empty slice.
 
     A DVC metrics file: ``dvc metrics show`` lists the few top-level numbers (the list of slices
@@ -107,12 +92,12 @@ def slice_report(records: pd.DataFrame, proba: np.ndarray, threshold: float) -> 
     for group, name, mask in slice_masks(records):
         selected = mask(records).to_numpy(dtype=bool)
         if selected.any():
-            rows.append(asdict(slice_metrics(group, name, y[selected], proba[selected], threshold, overall_recall)))
-    return {
-        "threshold": round(float(threshold), 6),
-        "min_count": MIN_COUNT,
-        "recall_gap": RECALL_GAP,
-        "overall_recall": overall.recall,
-        "flagged": sum(bool(r["flagged"]) for r in rows),
-        "slices": rows,
-    }
+            rows.append(slice_metrics(group, name, y[selected], proba[selected], threshold, overall_recall))
+    return SliceReport(
+        threshold=round(float(threshold), 6),
+        min_count=MIN_COUNT,
+        recall_gap=RECALL_GAP,
+        overall_recall=overall.recall,
+        flagged=sum(r.flagged for r in rows),
+        slices=rows,
+    )

@@ -19,8 +19,8 @@ os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
 from pipeline.config import Params, load_params
 from pipeline.evaluate import write_reports
-from pipeline.raw_tables import find_tables, read_year
 from pipeline.model import LoadedModel, load_local, save_local
+from pipeline.raw_tables import find_tables, read_year
 from pipeline.record_tables import records_from_tables
 from pipeline.records import ID_COLUMN, TARGET
 from pipeline.settings import PipelineSettings

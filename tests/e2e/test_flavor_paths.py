@@ -21,8 +21,8 @@ from fastapi.testclient import TestClient
 
 from pipeline.config import BUNDLED_DIR
 from pipeline.flavor import OUTPUT_COLUMNS, SPARK_RESULT_TYPE
-from pipeline.raw_tables import find_tables, read_year
 from pipeline.model import load_model
+from pipeline.raw_tables import find_tables, read_year
 from pipeline.record_tables import records_from_tables
 from pipeline.records import ID_COLUMN, RECORD_COLUMNS
 from tests.servers import BIN, free_port, server

@@ -55,7 +55,7 @@ def test_slices_match_scikit_learn_and_flag_by_the_rule(trained: Trained) -> Non
     test = trained.test
     proba = trained.model.predict_frame(test)
     threshold = trained.model.threshold
-    report = slice_report(test, proba, threshold)
+    report = slice_report(test, proba, threshold).model_dump(mode="json")
     assert report == json.loads((trained.reports / "slices.json").read_text())
     y = test[TARGET].to_numpy()
     pred = (proba >= threshold).astype(int)

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from pipeline.config import BUNDLED_DIR
-from pipeline.raw_tables import find_tables, read_year
 from pipeline.monitoring import DriftReport, Profile, build_profile, drift_report
+from pipeline.raw_tables import find_tables, read_year
 from pipeline.record_tables import records_from_tables
 
 pytestmark = pytest.mark.slow  # reads ~100,000 real accidents (about 12 s of CPU)
