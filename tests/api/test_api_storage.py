@@ -15,8 +15,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.settings import Settings
-from tests.api_helpers import wait_ready
-from tests.conftest import UPLOAD
+from tests.api_helpers import real_csv, wait_ready
 
 TINY = "1M"
 
@@ -35,12 +34,6 @@ def tiny_tmpdir(tmp_path: Path) -> Iterator[Path]:
         yield folder
     finally:
         subprocess.run(["umount", str(folder)], check=True)
-
-
-def real_csv(copies: int) -> bytes:
-    """The real 150-record extract, its data rows repeated ``copies`` times."""
-    header, *rows = UPLOAD.read_bytes().splitlines(keepends=True)
-    return header + b"".join(rows) * copies
 
 
 def test_full_tmpdir_is_a_507_and_leaves_nothing(
