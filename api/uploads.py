@@ -3,8 +3,8 @@
 ``UploadRoute`` (the ``route_class`` of the file-scoring router) reads the multipart body
 itself before FastAPI does (FastAPI then reuses the parsed form), so that:
 
-* a job slot is checked first: when ``API_MAX_CONCURRENT_JOBS`` jobs run, 429 before a byte of
-  the upload is spooled;
+* a job slot is checked first: when ``API_MAX_CONCURRENT_JOBS`` jobs run, the upload is read
+  and dropped (never spooled), then 429;
 * an ``OSError`` while the upload is spooled to a temporary file (a full ``TMPDIR``, a quota, a
   file-size limit) is a 507 naming the problem, not FastAPI's "error parsing the body";
 * a client that disconnects in the middle of its upload is dropped quietly (the spooled parts
@@ -69,9 +69,13 @@ class UploadRoute(APIRoute):
 
         async def upload_handler(request: Request) -> Response:
             jobs = request.app.state.jobs
-            if jobs.busy:
-                raise too_many_jobs(jobs.max_running)
             try:
+                if jobs.busy:
+                    # Read and drop the body: a client still sending when the connection closes
+                    # would see a reset, not the 429 telling it when to retry.
+                    async for _ in request.stream():
+                        pass
+                    raise too_many_jobs(jobs.max_running)
                 await request.form(max_files=MAX_FILES, max_fields=MAX_FIELDS)
             except OSError as exc:
                 log.warning("upload refused on %s: %s", request.url.path, exc)
