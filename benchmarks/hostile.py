@@ -29,7 +29,7 @@ import psutil
 
 from api.settings import Settings
 from benchmarks.api import build_registry, request_bodies, uvicorn_server
-from benchmarks.probes import peak_rss, user_latency
+from benchmarks.probes import peak_rss, server_pid, user_latency
 
 log = logging.getLogger(__name__)
 
@@ -122,11 +122,7 @@ def run(seconds: float = 20.0, rate: float = 50.0) -> dict[str, Any]:
         bodies = cases(records)
         with uvicorn_server(tracking_uri, work / "uvicorn.log") as port:
             base = f"http://127.0.0.1:{port}"
-            pid = next(
-                c.pid
-                for c in psutil.Process().children(recursive=True)
-                if any("uvicorn" in part for part in c.cmdline())
-            )
+            pid = server_pid()
             rss = measure_rss(base, pid, bodies)
             hostile = [body for name, body in bodies.items() if not name.startswith("accepted")]
             baseline = asyncio.run(user_latency(base, records, seconds, rate))

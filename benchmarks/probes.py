@@ -14,6 +14,15 @@ import numpy as np
 import psutil
 
 
+def server_pid() -> int:
+    """The pid of the API server this process started (``python -m api`` or uvicorn)."""
+    for child in psutil.Process().children(recursive=True):
+        cmd = child.cmdline()
+        if any("uvicorn" in part for part in cmd) or cmd[1:3] == ["-m", "api"]:
+            return int(child.pid)
+    raise RuntimeError("no API server among this process's children")
+
+
 @contextmanager
 def peak_rss(pid: int) -> Iterator[Callable[[], float]]:
     """Sample the RSS of ``pid`` every 10 ms; yields a getter of the peak (MB)."""

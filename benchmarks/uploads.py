@@ -38,7 +38,7 @@ import psutil
 
 from api.settings import Settings
 from benchmarks.api import build_registry, request_bodies, uvicorn_server
-from benchmarks.probes import peak_rss, user_latency
+from benchmarks.probes import peak_rss, server_pid, user_latency
 from pipeline.records import ID_COLUMN
 
 log = logging.getLogger(__name__)
@@ -125,9 +125,7 @@ def run(rate: float = 20.0, concurrent: int = CONCURRENT) -> dict[str, Any]:
         log.info("max upload %.1f MB; gzip bomb %.1f MB", len(upload) / 1e6, len(bomb) / 1e6)
         with uvicorn_server(tracking_uri, work / "uvicorn.log") as port:
             base = f"http://127.0.0.1:{port}"
-            pid = next(
-                c.pid for c in psutil.Process().children(recursive=True) if any("uvicorn" in p for p in c.cmdline())
-            )
+            pid = server_pid()
             idle = asyncio.run(user_latency(base, records, LATENCY_SECONDS, rate))
 
             def one() -> list[dict[str, Any]]:
