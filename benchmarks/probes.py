@@ -45,16 +45,24 @@ def peak_rss(pid: int) -> Iterator[Callable[[], float]]:
 
 
 async def user_latency(base: str, records: list[bytes], seconds: float, rate: float) -> dict[str, Any]:
-    """/predict (``records`` in turn) and /health (1 in 5) at ``rate`` req/s for ``seconds``, open loop: p50, p99."""
+    """/predict (``records`` in turn) and /health (1 in 5) at ``rate`` req/s for ``seconds``, open loop: p50, p99,
+    and how many failed (a reset connection or an answer other than 200)."""
     latencies: dict[str, list[float]] = {"predict": [], "health": []}
+    failures = {"predict": 0, "health": 0}  # connection errors and non-200 answers
 
     async def one(client: httpx.AsyncClient, i: int, due: float) -> None:
         name = "health" if i % 5 == 4 else "predict"
-        if name == "health":
-            await client.get("/health")
-        else:
-            body = records[i % len(records)]
-            await client.post("/predict", content=body, headers={"Content-Type": "application/json"})
+        try:
+            if name == "health":
+                response = await client.get("/health")
+            else:
+                body = records[i % len(records)]
+                response = await client.post("/predict", content=body, headers={"Content-Type": "application/json"})
+        except httpx.TransportError:
+            failures[name] += 1
+            return
+        if response.status_code != 200:
+            failures[name] += 1
         latencies[name].append(time.perf_counter() - due)  # charged from when it was due
 
     async def user() -> None:
@@ -71,12 +79,13 @@ async def user_latency(base: str, records: list[bytes], seconds: float, rate: fl
 
     await user()
 
-    def stats(values: list[float]) -> dict[str, float]:
-        ms = np.array(values) * 1000
+    def stats(name: str) -> dict[str, float]:
+        ms = np.array(latencies[name] or [float("nan")]) * 1000
         return {
-            "requests": len(ms),
+            "requests": len(latencies[name]) + failures[name],
+            "failed": failures[name],
             "p50_ms": round(float(np.percentile(ms, 50)), 2),
             "p99_ms": round(float(np.percentile(ms, 99)), 2),
         }
 
-    return {"predict": stats(latencies["predict"]), "health": stats(latencies["health"])}
+    return {"predict": stats("predict"), "health": stats("health")}
