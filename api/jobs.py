@@ -101,6 +101,12 @@ class JobStore:
             root=settings.job_cache_dir,
         )
 
+    @property
+    def busy(self) -> bool:
+        """Whether every job slot is taken (a hint: ``try_start`` decides)."""
+        with self._lock:
+            return self._running >= self.max_running
+
     def try_start(self) -> bool:
         """Take one of the ``max_running`` job slots; False when all are taken."""
         with self._lock:

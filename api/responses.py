@@ -148,6 +148,15 @@ class Limits(BaseModel):
 
     max_upload_bytes: int = Field(description="Largest accepted request body (``API_MAX_UPLOAD_MB``).")
     max_batch: int = Field(description="Most records in one ``POST /predict/batch`` (``API_MAX_BATCH``).")
+    max_json_bytes: int = Field(description="Largest JSON request body (``API_MAX_JSON_MB``).")
+    max_expanded_bytes: int | None = Field(
+        description="CSV bytes one upload may expand to once unzipped and gunzipped, all members together "
+        "(``API_MAX_EXPANDED_MB``)."
+    )
+    max_upload_rows: int | None = Field(description="Data rows of one uploaded file (``API_MAX_UPLOAD_ROWS``).")
+    max_concurrent_jobs: int = Field(
+        description="File-scoring jobs at once; more get 429 with Retry-After (``API_MAX_CONCURRENT_JOBS``)."
+    )
 
 
 class Scenario(BaseModel):

@@ -20,19 +20,16 @@ import logging
 import multiprocessing
 import os
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import psutil
 
 from api.settings import Settings
 from benchmarks.api import build_registry, request_bodies, uvicorn_server
+from benchmarks.probes import peak_rss, server_pid, user_latency
 
 log = logging.getLogger(__name__)
 
@@ -58,27 +55,6 @@ def cases(records: list[bytes]) -> dict[str, bytes]:
         "nesting 1M deep": b"[" * (cap // 4),
         "NaN and surrogates": b'{"records": [{"lat": NaN, "dep": "\\ud800"}]}',
     }
-
-
-@contextmanager
-def peak_rss(pid: int) -> Iterator[Callable[[], float]]:
-    """Sample the RSS of ``pid`` every 10 ms; yields a getter of the peak (MB)."""
-    process = psutil.Process(pid)
-    peak = [process.memory_info().rss]
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            peak[0] = max(peak[0], process.memory_info().rss)
-            time.sleep(0.01)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    try:
-        yield lambda: peak[0] / 1e6
-    finally:
-        stop.set()
-        thread.join()
 
 
 def measure_rss(base: str, pid: int, bodies: dict[str, bytes]) -> dict[str, dict[str, Any]]:
@@ -116,43 +92,6 @@ def _attack(base: str, hostile: list[bytes], stop: Any, count: Any) -> None:
                     count.value += 1
 
 
-async def _latency(base: str, records: list[bytes], seconds: float, rate: float) -> dict[str, Any]:
-    latencies: dict[str, list[float]] = {"predict": [], "health": []}
-
-    async def one(client: httpx.AsyncClient, i: int, due: float) -> None:
-        name = "health" if i % 5 == 4 else "predict"
-        if name == "health":
-            await client.get("/health")
-        else:
-            body = records[i % len(records)]
-            await client.post("/predict", content=body, headers={"Content-Type": "application/json"})
-        latencies[name].append(time.perf_counter() - due)  # charged from when it was due
-
-    async def user() -> None:
-        # Open loop: each request leaves when due, whether the previous ones answered or not.
-        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-            start = time.perf_counter()
-            tasks = []
-            i = 0
-            while (due := start + i / rate) < start + seconds:
-                await asyncio.sleep(max(0.0, due - time.perf_counter()))
-                tasks.append(asyncio.create_task(one(client, i, due)))
-                i += 1
-            await asyncio.gather(*tasks)
-
-    await user()
-
-    def stats(values: list[float]) -> dict[str, float]:
-        ms = np.array(values) * 1000
-        return {
-            "requests": len(ms),
-            "p50_ms": round(float(np.percentile(ms, 50)), 2),
-            "p99_ms": round(float(np.percentile(ms, 99)), 2),
-        }
-
-    return {"predict": stats(latencies["predict"]), "health": stats(latencies["health"])}
-
-
 def latency_under_attack(
     base: str, records: list[bytes], hostile: list[bytes], seconds: float, rate: float
 ) -> dict[str, Any]:
@@ -162,7 +101,7 @@ def latency_under_attack(
     attacker.start()
     try:
         time.sleep(1.0)
-        result = asyncio.run(_latency(base, records, seconds, rate))
+        result = asyncio.run(user_latency(base, records, seconds, rate))
     finally:
         stop.set()
         attacker.join(timeout=60)
@@ -183,14 +122,10 @@ def run(seconds: float = 20.0, rate: float = 50.0) -> dict[str, Any]:
         bodies = cases(records)
         with uvicorn_server(tracking_uri, work / "uvicorn.log") as port:
             base = f"http://127.0.0.1:{port}"
-            pid = next(
-                c.pid
-                for c in psutil.Process().children(recursive=True)
-                if any("uvicorn" in part for part in c.cmdline())
-            )
+            pid = server_pid()
             rss = measure_rss(base, pid, bodies)
             hostile = [body for name, body in bodies.items() if not name.startswith("accepted")]
-            baseline = asyncio.run(_latency(base, records, seconds, rate))
+            baseline = asyncio.run(user_latency(base, records, seconds, rate))
             under_attack = latency_under_attack(base, records, hostile, seconds, rate)
     results = {
         "rss": rss,

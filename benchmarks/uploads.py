@@ -38,7 +38,7 @@ import psutil
 
 from api.settings import Settings
 from benchmarks.api import build_registry, request_bodies, uvicorn_server
-from benchmarks.hostile import _latency, peak_rss
+from benchmarks.probes import peak_rss, server_pid, user_latency
 from pipeline.records import ID_COLUMN
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ async def phase(
     before = psutil.Process(pid).memory_info().rss / 1e6
     with peak_rss(pid) as peak:
         job = asyncio.create_task(asyncio.to_thread(work))
-        user = asyncio.create_task(_latency(base, records, LATENCY_SECONDS, rate))
+        user = asyncio.create_task(user_latency(base, records, LATENCY_SECONDS, rate))
         while not (job.done() and user.done()):
             if peak() > RSS_ABORT_MB:
                 psutil.Process(pid).kill()
@@ -125,10 +125,8 @@ def run(rate: float = 20.0, concurrent: int = CONCURRENT) -> dict[str, Any]:
         log.info("max upload %.1f MB; gzip bomb %.1f MB", len(upload) / 1e6, len(bomb) / 1e6)
         with uvicorn_server(tracking_uri, work / "uvicorn.log") as port:
             base = f"http://127.0.0.1:{port}"
-            pid = next(
-                c.pid for c in psutil.Process().children(recursive=True) if any("uvicorn" in p for p in c.cmdline())
-            )
-            idle = asyncio.run(_latency(base, records, LATENCY_SECONDS, rate))
+            pid = server_pid()
+            idle = asyncio.run(user_latency(base, records, LATENCY_SECONDS, rate))
 
             def one() -> list[dict[str, Any]]:
                 return [post_file(base, "records.csv", upload)]

@@ -30,3 +30,14 @@ def wait_error(client: TestClient, timeout: float = 60.0) -> str:
         if time.monotonic() > deadline:
             raise TimeoutError(f"/ready still says {detail!r} after {timeout} s")
         time.sleep(0.05)
+
+
+def real_csv(copies: int) -> bytes:
+    """The real 150-record upload extract, its rows repeated ``copies`` times, renumbered (unique ids)."""
+    from tests.conftest import UPLOAD
+
+    header, *rows = UPLOAD.read_bytes().splitlines(keepends=True)
+    out = [header]
+    for n, row in enumerate(row for _ in range(copies) for row in rows):
+        out.append(b"%d;" % (n + 1) + row.split(b";", 1)[1])
+    return b"".join(out)

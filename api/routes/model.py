@@ -25,6 +25,8 @@ from api.responses import (
 )
 from api.routes.places import index_for
 from api.schemas import NO_MODEL, ErrorResponse
+from api.services.scoring import upload_limits
+from api.settings import Settings
 from pipeline.flavor import usage
 from pipeline.metrics import SEED_PROJECT
 from pipeline.model import LoadedModel
@@ -88,6 +90,19 @@ def scenario(serving: ServingDep) -> Scenario | None:
     return Scenario.model_validate({**evaluation.scenario, "place_name": place.name if place else None})
 
 
+def limits(settings: Settings) -> Limits:
+    """The limits in force: the upload ones as the jobs get them (``upload_limits``)."""
+    upload = upload_limits(settings)
+    return Limits(
+        max_upload_bytes=settings.max_upload_bytes,
+        max_batch=settings.max_batch,
+        max_json_bytes=settings.max_json_bytes,
+        max_expanded_bytes=upload.max_expanded_bytes,
+        max_upload_rows=upload.max_rows,
+        max_concurrent_jobs=settings.max_concurrent_jobs,
+    )
+
+
 @router.get("/model", response_model=ModelInfo, summary="The served model", responses=NO_MODEL)
 async def model_info(serving: ServingDep, settings: SettingsDep) -> ModelInfo:
     """Identity, training metrics by split, training data, the gate it was registered with, how
@@ -114,7 +129,7 @@ async def model_info(serving: ServingDep, settings: SettingsDep) -> ModelInfo:
         ],
         seed_project=SEED_PROJECT,
         scenario=scenario(serving),
-        limits=Limits(max_upload_bytes=settings.max_upload_bytes, max_batch=settings.max_batch),
+        limits=limits(settings),
     )
 
 

@@ -6,7 +6,7 @@ import logging
 import math
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile, status
+from fastapi import APIRouter, File, HTTPException, Query, Request, Response, UploadFile, status
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -16,12 +16,13 @@ from api.responses import Downloads, ScoreResponse
 from api.schemas import BAD_BODY, NO_MODEL, ErrorResponse, rows_of
 from api.services.jobs import JobGone, JobNotFound, TrackingUnavailable, local_job, monitor
 from api.services.scoring import StorageFull, UnsupportedUpload, UploadTooLarge, run_job, upload_limits
+from api.uploads import CLIENT_CLOSED, UploadRoute, run_cancellable, too_many_jobs
+from pipeline.batch.stop import Cancelled
 from pipeline.batch.summary import DEFAULT_MAX_REJECT_RATE
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/score", tags=["score"])
+router = APIRouter(prefix="/score", tags=["score"], route_class=UploadRoute)
 
-RETRY_AFTER_S = 10  # seconds a client refused for too many jobs waits before trying again
 PageQuery = Annotated[int, Query(ge=1, description="1-based page of scored rows.")]
 PageSizeQuery = Annotated[int, Query(ge=1, le=1000, description="Scored rows per page.")]
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -38,7 +39,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         "description": "Bad content: one line naming the file, the column and the lines.",
     },
     **NO_MODEL,
-    507: {"model": ErrorResponse, "description": "The server's temporary folder is full."},
+    507: {
+        "model": ErrorResponse,
+        "description": "The server could not store the upload or its results (temporary folder full).",
+    },
 }
 
 
@@ -78,7 +82,7 @@ async def score_file(
     max_reject_rate: Annotated[
         float, Query(ge=0, le=1, description="Fail (422) when a larger share of the rows is rejected.")
     ] = DEFAULT_MAX_REJECT_RATE,
-) -> ScoreResponse:
+) -> ScoreResponse | Response:
     """Score an upload with the batch job's code: a CSV of flat accident records (one per line,
     columns named as in `GET /model`), or a zip holding one year's four raw BAAC tables.
 
@@ -90,15 +94,12 @@ async def score_file(
     At most `API_MAX_CONCURRENT_JOBS` jobs run at once: more get 429 with `Retry-After`.
     """
     if not jobs.try_start():
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            detail=f"{jobs.max_running} file-scoring jobs are running (API_MAX_CONCURRENT_JOBS): retry later",
-            headers={"Retry-After": str(RETRY_AFTER_S)},
-        )
+        raise too_many_jobs(jobs.max_running)
     job_id, folder = jobs.new_folder()
     done = False
     try:
-        job = await run_in_threadpool(
+        job = await run_cancellable(
+            request,
             run_job,
             file.file,
             file.filename,
@@ -112,6 +113,8 @@ async def score_file(
         )
         first_page = await run_in_threadpool(job.page, 1, page_size)
         done = True
+    except Cancelled:
+        return Response(status_code=CLIENT_CLOSED)  # nobody is left to read an answer
     except UnsupportedUpload as exc:
         raise HTTPException(
             status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,

@@ -4,11 +4,16 @@ The signal handler only records the request; the run raises ``Stopped`` where it
 (``check_stop``: between blocks and chunks, and while it waits for the model). An exception
 raised by the handler itself could land anywhere, e.g. inside the import machinery while
 another thread imports, and leave a lock held that the interpreter's exit would wait on.
+
+A server stops one run, not the process: ``stop_when(event)`` makes ``check_stop`` raise
+``Cancelled`` in that run's thread (a context variable) once the event is set, e.g. when the
+client that alone waits for the run goes away.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import signal
 import threading
 from collections.abc import Iterator
@@ -20,6 +25,7 @@ POLL_S = 0.1  # how often a wait looks for a stop request
 
 _requested: list[int] = []  # the signal asked to stop with, if any
 _lock = threading.Lock()
+_cancel: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("stop_event", default=None)
 
 
 class Stopped(BaseException):
@@ -30,10 +36,27 @@ class Stopped(BaseException):
         super().__init__(signal.Signals(signum).name)
 
 
+class Cancelled(BaseException):
+    """The run's ``stop_when`` event was set; a BaseException for the same reason as ``Stopped``."""
+
+
 def check_stop() -> None:
-    """Raise ``Stopped`` if a stop was requested."""
+    """Raise ``Stopped`` if a stop was requested, ``Cancelled`` if this run's event is set."""
     if _requested:
         raise Stopped(_requested[0])
+    event = _cancel.get()
+    if event is not None and event.is_set():
+        raise Cancelled("the run was cancelled")
+
+
+@contextlib.contextmanager
+def stop_when(event: threading.Event) -> Iterator[None]:
+    """While inside (in this thread's context), ``check_stop`` raises ``Cancelled`` once ``event`` is set."""
+    token = _cancel.set(event)
+    try:
+        yield
+    finally:
+        _cancel.reset(token)
 
 
 def wait_for(future: Future[T]) -> T:

@@ -84,7 +84,14 @@ def test_model_serves_seed_limits_and_typical_accident(
 ) -> None:
     info = client.get("/model").json()
     assert info["seed_project"] == SEED_PROJECT
-    assert info["limits"] == {"max_upload_bytes": 12 * 1024 * 1024, "max_batch": 1000}
+    assert info["limits"] == {
+        "max_upload_bytes": 12 * 1024 * 1024,
+        "max_batch": 1000,
+        "max_json_bytes": 2 * 1024 * 1024,
+        "max_expanded_bytes": 1000 * 1024 * 1024,
+        "max_upload_rows": 1_000_000,
+        "max_concurrent_jobs": 2,
+    }
     scenario = info["scenario"]
     train = records[2020]
     row = train[train["Num_Acc"].astype(str) == scenario["accident_id"]].iloc[0]

@@ -1,0 +1,115 @@
+"""Uploads under the server's own troubles: a full disk, a client that leaves, too many jobs.
+
+``UploadRoute`` (the ``route_class`` of the file-scoring router) reads the multipart body
+itself before FastAPI does (FastAPI then reuses the parsed form), so that:
+
+* a job slot is checked first: when ``API_MAX_CONCURRENT_JOBS`` jobs run, the upload is read
+  and dropped (never spooled), then 429;
+* an ``OSError`` while the upload is spooled to a temporary file (a full ``TMPDIR``, a quota, a
+  file-size limit) is a 507 naming the problem, not FastAPI's "error parsing the body";
+* a client that disconnects in the middle of its upload is dropped quietly (the spooled parts
+  are closed, hence deleted, by the form parser).
+
+``run_cancellable`` runs a job in a worker thread and cancels it (``pipeline.batch.stop``) when
+the client that alone waits for its answer disconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from fastapi import HTTPException, Request, Response, status
+from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from pipeline.batch.stop import stop_when
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RETRY_AFTER_S = 10  # seconds a client refused for too many jobs waits before trying again
+DISCONNECT_POLL_S = 0.25  # how often a running job looks whether its client is still there
+CLIENT_CLOSED = 499  # nginx's "client closed request": logged and counted, never received
+MAX_FILES = 1  # file parts in one upload (the route takes one file)
+MAX_FIELDS = 8  # other form fields (the route reads none)
+
+
+def too_many_jobs(max_running: int) -> HTTPException:
+    """The 429 of a file-scoring request while every job slot is taken."""
+    return HTTPException(
+        status.HTTP_429_TOO_MANY_REQUESTS,
+        detail=f"{max_running} file-scoring jobs are running (API_MAX_CONCURRENT_JOBS): retry later",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+def storage_error(exc: OSError) -> HTTPException:
+    """The 507 of an upload the server could not store: what went wrong, and that it is the server's."""
+    name = errno.errorcode.get(exc.errno or 0, "OSError")
+    reason = exc.strerror or type(exc).__name__
+    return HTTPException(
+        status.HTTP_507_INSUFFICIENT_STORAGE,
+        detail=f"the server could not store the upload in its temporary folder ({name}: {reason}); try again later",
+    )
+
+
+class UploadRoute(APIRoute):
+    """A route whose multipart body is read under the rules above before FastAPI validates it."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if self.body_field is None:  # pages and downloads: nothing uploaded
+            return handler
+
+        async def upload_handler(request: Request) -> Response:
+            jobs = request.app.state.jobs
+            try:
+                if jobs.busy:
+                    # Read and drop the body: a client still sending when the connection closes
+                    # would see a reset, not the 429 telling it when to retry.
+                    async for _ in request.stream():
+                        pass
+                    raise too_many_jobs(jobs.max_running)
+                await request.form(max_files=MAX_FILES, max_fields=MAX_FIELDS)
+            except OSError as exc:
+                log.warning("upload refused on %s: %s", request.url.path, exc)
+                raise storage_error(exc) from exc
+            except ClientDisconnect:
+                log.info("client left during its upload to %s: upload dropped", request.url.path)
+                return Response(status_code=CLIENT_CLOSED)
+            return await handler(request)
+
+        return upload_handler
+
+
+def _in_thread(event: threading.Event, work: Callable[..., T], *args: Any) -> T:
+    with stop_when(event):
+        return work(*args)
+
+
+async def _watch(request: Request, event: threading.Event) -> None:
+    """Set ``event`` once the client has disconnected."""
+    while not event.is_set():
+        if await request.is_disconnected():
+            log.info("client left while its job on %s ran: cancelling it", request.url.path)
+            event.set()
+            return
+        await asyncio.sleep(DISCONNECT_POLL_S)
+
+
+async def run_cancellable(request: Request, work: Callable[..., T], *args: Any) -> T:
+    """``work(*args)`` in a worker thread; raises ``Cancelled`` (after the thread has stopped) when
+    the client disconnects first. ``work`` must call ``check_stop`` between its steps."""
+    event = threading.Event()
+    watcher = asyncio.ensure_future(_watch(request, event))
+    try:
+        return await run_in_threadpool(_in_thread, event, work, *args)
+    finally:
+        event.set()  # also when this request is cancelled: the thread stops at its next check
+        watcher.cancel()
