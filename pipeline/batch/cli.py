@@ -123,16 +123,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             timings: dict[str, float] = {}
             with contextlib.ExitStack() as stack:
                 # The model loads in the background while the input is read and checked.
-                model = start_model_load(args.model, stack, n_jobs=args.n_jobs, timings=timings)
+                load = start_model_load(args.model, stack, n_jobs=args.n_jobs, timings=timings)
                 settings = PipelineSettings()
                 monitor = None
                 if settings.monitor_record and not args.no_record:
                     name = args.inputs[0].name if len(args.inputs) == 1 else None
-                    monitor = monitor_from_settings(args.source, settings, name).start(stack)
+                    monitor = monitor_from_settings(args.source, settings, name).start(stack, load.mlflow)
                 summary = score_to_files(
                     args.inputs,
                     args.output,
-                    model,
+                    load.model,
                     with_features=args.with_features,
                     max_reject_rate=args.max_reject_rate,
                     block_size=args.block_size,

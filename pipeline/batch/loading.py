@@ -9,10 +9,12 @@ import os
 import signal
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, ParamSpec, TypeAlias, TypeVar
 
 from pipeline.batch.stop import wait_for
 from pipeline.resolve import ModelLoadError, ResolvedModel, is_mlflow_uri, resolve
@@ -25,6 +27,8 @@ log = logging.getLogger(__name__)
 
 ModelRef: TypeAlias = "LoadedModel | Future[LoadedModel]"  # a model, or one still loading in the background
 CHILD_START_TIMEOUT_S = 30.0  # how long stopping waits for the lookup process to have started, to kill it
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class ModelUnavailable(RuntimeError):
@@ -50,46 +54,71 @@ def model_uri(spec: str | None, settings: PipelineSettings) -> str:
     return spec  # load_model explains why it is neither a folder nor a URI
 
 
+class MlflowProcess:
+    """The job's one MLflow process: spawned to look the model up, then reused to log the scoring run.
+
+    Importing MLflow costs about a second of CPU (more on a busy machine): the job pays it once,
+    in this process, on the other core while the input is read; a second interpreter for the
+    scoring run's log would pay it again. Closing the ``stack`` given to ``start`` kills it.
+    """
+
+    def __init__(self, stack: contextlib.ExitStack) -> None:
+        # spawn, not fork: this process already runs threads (Arrow's, the loader's).
+        context = multiprocessing.get_context("spawn")
+        self._executor = ProcessPoolExecutor(1, mp_context=context, initializer=_quiet_child)
+        self._pid = self._executor.submit(os.getpid)  # the worker's id, to stop it: the executor only waits for it
+        stack.callback(self._stop)  # bad input is reported without waiting for the model
+
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+        """Run ``fn`` in the process, after what was submitted before."""
+        return self._executor.submit(fn, *args, **kwargs)
+
+    def _stop(self) -> None:
+        """Cancel what is queued, kill the process if it runs."""
+        with contextlib.suppress(TimeoutError, BrokenProcessPool, ProcessLookupError):
+            os.kill(self._pid.result(timeout=CHILD_START_TIMEOUT_S), signal.SIGKILL)
+        # After the kill, so that the executor's threads see the dead process and end before the
+        # interpreter does (ending them first left a feeder thread writing to a closed pipe at exit).
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass(frozen=True)
+class ModelLoad:
+    """A model loading in the background, and the MLflow process that looks it up (None for a folder)."""
+
+    model: Future[LoadedModel]
+    mlflow: MlflowProcess | None
+
+
 def start_model_load(
     spec: str | None, stack: contextlib.ExitStack, *, n_jobs: int = 1, timings: dict[str, float] | None = None
-) -> Future[LoadedModel]:
+) -> ModelLoad:
     """Start loading the model to score with; closing ``stack`` stops what still runs.
 
-    An MLflow URI is looked up and downloaded (``pipeline.resolve.resolve``) in a child
-    process: importing MLflow costs about a second of CPU, which in a thread of this process
-    would hold the GIL that reading and checking the input needs. The files are then loaded
-    in a thread by ``pipeline.model``, the API's loader.
+    An MLflow URI is looked up and downloaded (``pipeline.resolve.resolve``) in an
+    ``MlflowProcess``: importing MLflow in a thread of this process would hold the GIL that
+    reading and checking the input needs. The files are then loaded in a thread by
+    ``pipeline.model``, the API's loader.
     """
     start = time.perf_counter()
     settings = PipelineSettings()
     uri = model_uri(spec, settings)
     lookup: Future[ResolvedModel] | None = None
+    process = None
     if not Path(uri).is_dir() and is_mlflow_uri(uri):
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="score-model-")))
-        # spawn, not fork: this process already runs threads (Arrow's, the loader's).
-        child = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet_child)
-        pid = child.submit(os.getpid)  # the worker's id, to stop it: the executor only waits for it
-        lookup = child.submit(resolve, uri, settings.mlflow_tracking_uri, folder)
-        stack.callback(_stop_child, child, pid)  # bad input is reported without waiting for the model
+        process = MlflowProcess(stack)
+        lookup = process.submit(resolve, uri, settings.mlflow_tracking_uri, folder)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-model")
     stack.callback(pool.shutdown, wait=False, cancel_futures=True)
-    return pool.submit(_load, uri, lookup, n_jobs, timings, start)
+    return ModelLoad(pool.submit(_load, uri, lookup, n_jobs, timings, start), process)
 
 
 def _quiet_child() -> None:
-    """The lookup process reports through its result: no MLflow log lines nor download bar on the job's stderr."""
+    """The MLflow process reports through its results: no MLflow log lines nor download bar on the job's stderr."""
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     logging.disable(logging.WARNING)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops this process
-
-
-def _stop_child(child: ProcessPoolExecutor, pid: Future[int]) -> None:
-    """Stop the lookup: cancel it if queued, kill its process if it runs."""
-    with contextlib.suppress(TimeoutError, BrokenProcessPool, ProcessLookupError):
-        os.kill(pid.result(timeout=CHILD_START_TIMEOUT_S), signal.SIGKILL)
-    # After the kill, so that the executor's threads see the dead process and end before the
-    # interpreter does (ending them first left a feeder thread writing to a closed pipe at exit).
-    child.shutdown(wait=True, cancel_futures=True)
 
 
 def _load(

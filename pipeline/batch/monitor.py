@@ -5,21 +5,19 @@ bounded memory), then, once the outputs are in place, builds the ``ScoringRun`` 
 the output files (``pipeline.monitoring.tracking.log_scoring_run``). A failed log is a warning:
 the scoring itself succeeded.
 
-The command line logs from a spawned child process started with the job, which imports MLflow
-(about a second of CPU) while the input is read, off the job's critical path; the API, which has
-MLflow loaded already, logs in its worker thread (``background=False``).
+The command line logs from the job's ``MlflowProcess`` (``pipeline.batch.loading``), the child
+that looked the model up and so has MLflow imported already: recording costs no second
+interpreter. With a model folder there is no such process: one is started once the first block
+is counted (never when the model has no training profile, so nothing is monitored). The API,
+which has MLflow loaded already, logs in its worker thread (``background=False``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
-import os
-import signal
 import tempfile
 from collections.abc import Mapping
-from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -29,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from pipeline.batch.loading import MlflowProcess
 from pipeline.monitoring.drift import DriftCounts, DriftThresholds
 
 if TYPE_CHECKING:
@@ -85,11 +84,8 @@ def log_run(record: ScoringRun, files: Mapping[str, Path], target: LogTarget) ->
     return run_id, None
 
 
-def _warm_child() -> None:
-    """The logging process: import MLflow now, while the job reads its input; quiet; Ctrl-C is the parent's."""
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
-    logging.disable(logging.WARNING)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def import_tracking() -> None:
+    """Run in the MLflow process ahead of the log: the tracking module's own imports, while the job scores."""
     import pipeline.monitoring.tracking  # noqa: F401
 
 
@@ -106,26 +102,20 @@ class Monitor:
     run_id: str | None = None  # set once logged
     record: ScoringRun | None = None  # set once built
     _counts: DriftCounts | None = None
-    _child: ProcessPoolExecutor | None = None
-    _pid: Future[int] | None = None
+    _process: MlflowProcess | None = None
+    _stack: contextlib.ExitStack | None = None
 
-    def start(self, stack: contextlib.ExitStack) -> Monitor:
-        """Start the logging process (``background``); closing ``stack`` stops it."""
+    def start(self, stack: contextlib.ExitStack, process: MlflowProcess | None = None) -> Monitor:
+        """Log from ``process`` (the model lookup's, which has MLflow imported) when ``background``.
+
+        Without one, a process is started with the first counted block (closing ``stack`` stops it).
+        """
         if self.background:
-            context = multiprocessing.get_context("spawn")  # this process runs threads: no fork
-            self._child = ProcessPoolExecutor(1, mp_context=context, initializer=_warm_child)
-            self._pid = self._child.submit(os.getpid)
-            stack.callback(self._stop)
+            self._stack = stack
+            self._process = process
+            if process is not None:
+                process.submit(import_tracking)
         return self
-
-    def _stop(self) -> None:
-        if self._child is None or self._pid is None:
-            return
-        with contextlib.suppress(FutureTimeout, BrokenProcessPool, ProcessLookupError):
-            os.kill(self._pid.result(timeout=30), signal.SIGKILL)
-        # After the kill, so that the executor's threads end before the interpreter does.
-        self._child.shutdown(wait=True, cancel_futures=True)
-        self._child = None
 
     def add(self, batch: Batch, model: LoadedModel) -> None:
         """Count one scored block (nothing when the model has no training profile)."""
@@ -133,6 +123,9 @@ class Monitor:
             return
         if self._counts is None:
             self._counts = DriftCounts(model.profile)
+            if self._stack is not None and self._process is None:  # a model folder: MLflow not imported yet
+                self._process = MlflowProcess(self._stack)
+                self._process.submit(import_tracking)
         self._counts.add(batch.records, batch.proba)
 
     def build(
@@ -187,8 +180,8 @@ class Monitor:
         if self.record is None:
             return None
         try:
-            if self._child is not None:
-                future = self._child.submit(log_run, self.record, dict(files), self.target)
+            if self._process is not None:
+                future = self._process.submit(log_run, self.record, dict(files), self.target)
                 run_id, error = future.result(timeout=self.timeout_s)
             else:
                 run_id, error = log_run(self.record, files, self.target)
