@@ -2,9 +2,8 @@
 
 Pure functions build it from what the scoring already has in hand (records, probabilities,
 outcomes when the file carries them); ``pipeline.monitoring.tracking`` stores it in MLflow.
-Realized metrics come from ``pipeline.metrics``, the numbers ``evaluate`` and the batch summary
-report (checked against scikit-learn in tests/pipeline/test_metrics.py): importing ``sklearn.metrics``
-would cost the batch job ~1.2 s of CPU, more than its whole recording budget.
+Realized metrics come from ``pipeline.metrics`` (scikit-learn's), the numbers ``evaluate`` and
+the batch summary report.
 """
 
 from __future__ import annotations
