@@ -117,6 +117,15 @@ def score_paths(paths: list[Path], model: Any, **options: Any) -> Scored:
         return Scored(pd.read_parquet(out), rejects.astype({"line": int}), summary)
 
 
+@pytest.fixture(autouse=True)
+def _no_scoring_runs(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No scoring run for the in-process CLI runs (MONITOR_RECORD=false): each one would spawn the
+    MLflow logging process (seconds of imports). Recording, its process and a failed run with it on
+    are tested in test_monitoring_runs; the slow tests keep the job's default, recording on."""
+    if request.node.get_closest_marker("slow") is None:
+        monkeypatch.setenv("MONITOR_RECORD", "false")
+
+
 @pytest.fixture
 def flat_2021(records, tmp_path: Path) -> Path:
     return flat_csv(records[2021], tmp_path / "records-2021.csv")
