@@ -31,8 +31,8 @@ def store(registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 def in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     """The CLI looks the model up and logs its run in this process's threads (as the API does), not
     from its two spawned processes: the same model, record and files, without the seconds each
-    process spends importing MLflow. The processes are exercised by the ``cli`` run below and by
-    the slow tests (test_score, and the failure test at the end of this file)."""
+    process spends importing MLflow. The processes are exercised by the slow tests: the
+    ``cli-processes`` run below, the failure test at the end of this file, and test_score's."""
     configured = cli.monitor_from_settings
 
     def without_process(*args: str | None, **kwargs: object) -> Monitor:
@@ -51,7 +51,15 @@ def test_registered_model_carries_its_training_profile(registry) -> None:
     assert model.profile.rows == model.info["rows"]["valid"]  # the validation rows
 
 
-@pytest.mark.parametrize(("source", "process"), [("cli", True), ("dvc", False)])
+@pytest.mark.parametrize(
+    ("source", "process"),
+    [
+        # The job as it runs: model lookup and run logging in its two spawned processes.
+        pytest.param("cli", True, marks=pytest.mark.slow, id="cli-processes"),
+        pytest.param("cli", False, id="cli"),
+        pytest.param("dvc", False, id="dvc"),
+    ],
+)
 def test_cli_and_dvc_runs_are_recorded_with_drift_per_field(
     registry, store: str, extracts: Path, tmp_path: Path, source: str, process: bool, request: pytest.FixtureRequest
 ) -> None:
