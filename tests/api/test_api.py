@@ -492,15 +492,27 @@ def test_metrics_by_route_template(client: TestClient) -> None:
 # --- uploads: limits and types (no scoring needed)
 
 
-@pytest.fixture
-def small_upload_client(registry, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    settings = make_settings(monkeypatch, registry.tracking_uri, API_MAX_UPLOAD_MB="0.01", API_MAX_EXPANDED_MB="0.2")
-    with TestClient(create_app(settings)) as c:
-        wait_ready(c)
-        yield c
+@pytest.fixture(scope="module")
+def small_upload_client(registry) -> Iterator[TestClient]:
+    """One app with tiny upload limits for the module (its tests only read or count)."""
+    with pytest.MonkeyPatch.context() as mp:
+        settings = make_settings(mp, registry.tracking_uri, API_MAX_UPLOAD_MB="0.01", API_MAX_EXPANDED_MB="0.2")
+        with TestClient(create_app(settings)) as c:
+            wait_ready(c)
+            yield c
+
+
+def metric(client: TestClient, sample: str) -> float:
+    """The value of one sample of /metrics, 0 when it has none yet."""
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(f"{sample} "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def test_upload_too_large(small_upload_client: TestClient) -> None:
+    refused = 'api_requests_total{method="POST",route="/score/file",status="413"}'
+    before = metric(small_upload_client, refused)  # the client is shared: count this test's own
     big = b"an;mois\n" + b"2021;6\n" * 3000
     declared = small_upload_client.post("/score/file", files={"file": ("big.csv", big, "text/csv")})
     assert declared.status_code == 413
@@ -516,8 +528,7 @@ def test_upload_too_large(small_upload_client: TestClient) -> None:
     assert streamed.status_code == 413
     batch = small_upload_client.post("/predict/batch", json={"records": [{"lum": 1}] * 2000})
     assert batch.status_code == 413
-    text = small_upload_client.get("/metrics").text
-    assert 'api_requests_total{method="POST",route="/score/file",status="413"} 2.0' in text
+    assert metric(small_upload_client, refused) == before + 2
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
+from pipeline import config
 from pipeline.cli import EXIT_INPUT, run_stage
 from pipeline.errors import InputError
 
@@ -33,6 +36,15 @@ def test_success_returns_normally() -> None:
     run_stage(lambda: logging.getLogger("x").info("ok"))
 
 
+def test_params_with_an_unknown_key_are_refused_naming_it(tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text("ingest:\n  yearz: [2020]\n")
+    with pytest.raises(ValidationError) as refused:
+        config.load_params(params)
+    assert "yearz" in str(refused.value) and "Extra inputs are not permitted" in str(refused.value)
+
+
+@pytest.mark.slow  # a real Python process
 def test_stage_module_runs_as_a_process(tmp_path) -> None:
     params = tmp_path / "params.yaml"
     params.write_text("ingest:\n  yearz: [2020]\n")

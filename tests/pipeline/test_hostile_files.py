@@ -266,6 +266,13 @@ def test_full_tmpdir_while_extracting_is_507(client: TestClient, monkeypatch: py
 # --- the CLI
 
 
+@pytest.fixture
+def no_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No scoring run (MONITOR_RECORD=false): each in-process run would spawn the MLflow logging
+    process (seconds of imports); recording with bad input is tested in test_monitoring_runs."""
+    monkeypatch.setenv("MONITOR_RECORD", "false")
+
+
 def write_case(tmp_path: Path, make: Callable[[], tuple[str, bytes]]) -> Path:
     name, content = make()
     path = tmp_path / "in" / name
@@ -280,6 +287,7 @@ def run_cli(capsys: pytest.CaptureFixture[str], path: Path, out: Path, model: Pa
 
 
 @pytest.mark.parametrize("case", sorted(ODD))
+@pytest.mark.usefixtures("no_record")
 def test_odd_files_exit_2_in_one_line(trained, tmp_path: Path, capsys, case: str) -> None:
     path = write_case(tmp_path, ODD[case])
     out = tmp_path / "out" / "scores.parquet"
@@ -290,6 +298,7 @@ def test_odd_files_exit_2_in_one_line(trained, tmp_path: Path, capsys, case: str
     assert not out.parent.exists() or list(out.parent.iterdir()) == []
 
 
+@pytest.mark.usefixtures("no_record")
 def test_a_ten_megabyte_cell_in_the_cli_message_is_clipped(trained, tmp_path: Path, capsys) -> None:
     path = write_case(tmp_path, huge_cell)
     out = tmp_path / "out" / "scores.parquet"
@@ -299,6 +308,7 @@ def test_a_ten_megabyte_cell_in_the_cli_message_is_clipped(trained, tmp_path: Pa
     assert len(last) < 1000, len(last)
 
 
+@pytest.mark.usefixtures("no_record")
 def test_full_tmpdir_exits_4(trained, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_case(tmp_path, lambda: ("records.zip", zipped({"records.csv": real_csv()})))
     real_open = Path.open

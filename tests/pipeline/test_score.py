@@ -118,6 +118,20 @@ def score_paths(paths: list[Path], model: Any, **options: Any) -> Scored:
 
 
 @pytest.fixture
+def job_defaults() -> None:
+    """Requested by the tests that run the job as users do, recording its scoring run (the default)."""
+
+
+@pytest.fixture(autouse=True)
+def _no_scoring_runs(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No scoring run for the other runs (MONITOR_RECORD=false): each one would spawn the MLflow
+    logging process (seconds of imports) for a run these tests do not look at. Recording, its
+    process, and bad input with it on are tested in test_monitoring_runs."""
+    if "job_defaults" not in request.fixturenames:
+        monkeypatch.setenv("MONITOR_RECORD", "false")
+
+
+@pytest.fixture
 def flat_2021(records, tmp_path: Path) -> Path:
     return flat_csv(records[2021], tmp_path / "records-2021.csv")
 
@@ -615,6 +629,7 @@ def test_limits_are_counted_while_reading(trained, records, tmp_path: Path) -> N
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("job_defaults")
 def test_sigterm_cleans_up_and_exits_143(registry, records, tmp_path: Path) -> None:
     """SIGTERM mid-run (docker stop): exit 143, one line, no output, no temporary file, no child left."""
     frame = records[2021].iloc[np.arange(100_000) % len(records[2021])].reset_index(drop=True)
@@ -898,6 +913,7 @@ def test_dvc_stage_command_scores_the_bundled_year(trained, tmp_path: Path, caps
 
 
 @pytest.mark.slow  # a real `python -m pipeline.score` process
+@pytest.mark.usefixtures("job_defaults")
 def test_subprocess_bad_input_exit_code(trained, tmp_path: Path) -> None:
     out = tmp_path / "scores.parquet"
     proc = subprocess.run(
@@ -918,6 +934,7 @@ def test_subprocess_bad_input_exit_code(trained, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow  # a real Python process and its MLflow lookup child
+@pytest.mark.usefixtures("job_defaults")
 def test_job_process_never_imports_mlflow_or_matplotlib(registry, trained, extracts: Path, tmp_path) -> None:
     """The registry lookup runs in a child process; the probabilities stay those of ``evaluate``."""
     out = tmp_path / "scores.parquet"
