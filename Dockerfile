@@ -53,7 +53,8 @@ FROM uv AS deps-api
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --locked --no-install-project --extra api
 
-FROM uv AS deps-pipeline
+# The pipeline extra holds the api one: start from its virtualenv and add only the rest.
+FROM deps-api AS deps-pipeline
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --locked --no-install-project --extra pipeline
 
@@ -119,11 +120,13 @@ CMD ["mlflow", "server", \
      "--allowed-hosts", "mlflow,mlflow:*,localhost,localhost:*,127.0.0.1,127.0.0.1:*"]
 
 # --------------------------------------------------------------------------
-# The DVC workspace is /app, code from the image. DVC deletes a stage's outputs before it
-# runs, so no volume may sit on an output (models/, data/...): the one volume is DVC's
-# cache, /app/.dvc/cache, which DVC never deletes. Its run cache makes a second
-# `dvc repro` with unchanged code, data and params restore every output instead of
-# training (and registering) again.
+# The image holds the project's DVC side in /app; `dvc repro` runs in /workspace, a volume
+# (the compose file's `pipeline` volume), which the entry point refreshes from /app at every
+# start (docker/pipeline-workspace.sh): dvc.lock, the outputs and DVC's cache outlive the
+# container, so a second run with the same image is a no-op. The volume sits on the
+# workspace, never on an output (DVC deletes an output before its stage runs, and a mount
+# point cannot be deleted). A named volume is initialised from the image: /workspace is the
+# app user's.
 FROM runtime AS pipeline
 
 COPY --from=deps-pipeline /opt/venv /opt/venv
@@ -131,18 +134,22 @@ COPY dvc.yaml dvc.lock params.yaml ./
 COPY .dvc/config .dvc/config
 COPY pipeline/ pipeline/
 COPY data/bundled/ data/bundled/
+COPY docker/pipeline-workspace.sh /usr/local/bin/pipeline-workspace
 
 # The image has no git metadata, so DVC is told to run without an SCM (config.local
-# overrides .dvc/config). The app user writes dvc.lock and the outputs in /app.
+# overrides .dvc/config).
 RUN printf '[core]\n    no_scm = True\n' > .dvc/config.local \
-    && mkdir -p .dvc/cache .dvc/tmp \
-    && chown app:app /app /app/data /app/dvc.lock \
-    && chown -R app:app /app/.dvc
+    && mkdir -p /workspace \
+    && chown app:app /workspace
+WORKDIR /workspace
+ENV PYTHONPATH=/workspace
+VOLUME ["/workspace"]
 USER 10001:10001
 ARG VERSION REVISION SOURCE
 LABEL org.opencontainers.image.source="${SOURCE}" org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.version="${VERSION}"
 
+ENTRYPOINT ["pipeline-workspace"]
 CMD ["dvc", "repro"]
 
 # --------------------------------------------------------------------------

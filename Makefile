@@ -15,7 +15,7 @@ export UV_PYTHON_DOWNLOADS := never
 export PATH := $(BIN):$(PATH)
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help setup lock lock-check run serve repro api app score test test-fast lint containers bench dvc-remote clean
+.PHONY: help setup setup-run lock lock-check run serve repro api app score test test-fast lint containers bench dvc-remote clean
 
 help:  ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -23,20 +23,32 @@ help:  ## list the targets
 .tools/bin/uv:
 	python3 -m pip install -q --disable-pip-version-check --target .tools uv==$(UV_VERSION)
 
+# Two installs from the same lock: everything (dev: tests, linters) for `make setup`/`test`/`lint`,
+# and only what running needs (the api, app and pipeline extras) for `make run`. The dev set
+# holds the runtime one, so installing it marks both; the runtime install is `--inexact`, so it
+# never removes dev packages that are already there.
+RUNTIME_EXTRAS := --extra api --extra app --extra pipeline
+
 $(VENV)/.installed: pyproject.toml uv.lock | $(UV_DEP)
 	$(UV) sync --locked --extra dev --python python3
+	touch $@ $(VENV)/.installed-run
+
+$(VENV)/.installed-run: pyproject.toml uv.lock | $(UV_DEP)
+	$(UV) sync --locked --inexact $(RUNTIME_EXTRAS) --python python3
 	touch $@
 
 setup: $(VENV)/.installed  ## create .venv and install everything, exactly as uv.lock pins it
 
+setup-run: $(VENV)/.installed-run  ## create .venv with only what running needs (api, app, pipeline extras)
+
 lock: | $(UV_DEP)  ## re-resolve uv.lock after a change of pyproject.toml (upgrade one: make lock ARGS='-P NAME')
 	$(UV) lock $(ARGS)
 
-repro: setup  ## rebuild whatever is out of date in the DVC pipeline (trains if needed)
+repro: setup-run  ## rebuild whatever is out of date in the DVC pipeline (trains if needed)
 	dvc repro
 
 # Serving needs the registered champion, not the batch predictions: repro up to `register`.
-run: setup  ## train if needed, then serve the API and the dashboard until Ctrl-C
+run: setup-run  ## install what running needs, train if needed, then serve the API and the dashboard until Ctrl-C
 	dvc repro register
 	@$(MAKE) --no-print-directory serve
 
@@ -55,10 +67,10 @@ serve:  ## serve the API and the dashboard (no install, no repro) until Ctrl-C
 	echo "Press Ctrl-C to stop both."; \
 	wait -n $$api $$app
 
-api: setup  ## serve the API only (python -m api: the server limits of api/settings.py)
+api: setup-run  ## serve the API only (python -m api: the server limits of api/settings.py)
 	API_HOST=127.0.0.1 API_PORT=$(API_PORT) $(PY) -m api
 
-app: setup  ## serve the dashboard only (expects the API at API_URL)
+app: setup-run  ## serve the dashboard only (expects the API at API_URL)
 	$(PY) -m streamlit run app/streamlit_app.py --server.port $(APP_PORT) --server.headless true
 
 score: repro  ## score the bundled 2021 files with the champion model

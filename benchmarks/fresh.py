@@ -5,8 +5,9 @@ python -m benchmarks fresh
 
 The clone is of this checkout's HEAD (committed files only), into a temporary folder; uv's
 cache and pip's are empty, so every package is downloaded; ports are random. The phases are
-read off the clone: `.venv/.installed` marks the end of `make setup`, /health the start of the
-servers (after `dvc repro register`), /ready the champion loaded. Needs the network to PyPI.
+read off the clone: `.venv/.installed-run` marks the end of the install (`make setup-run`, the
+runtime extras only), /health the start of the servers (after `dvc repro register`), /ready
+the champion loaded. Needs the network to PyPI.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def measure(work: Path) -> dict[str, float]:
         start_new_session=True,
     )
     checks = {
-        "setup": lambda: (clone / ".venv" / ".installed").exists(),
+        "install": lambda: (clone / ".venv" / ".installed-run").exists(),
         "servers started": lambda: answers(f"http://127.0.0.1:{api_port}/health"),
         "api ready": lambda: answers(f"http://127.0.0.1:{api_port}/ready"),
         "dashboard": lambda: answers(f"http://127.0.0.1:{app_port}/_stcore/health"),

@@ -130,9 +130,9 @@ def port_in_use(port: int) -> bool:
 # --------------------------------------------------------------------------
 
 
-def build(engine: Engine, timings: dict[str, float]) -> None:
+def build(engine: Engine, timings: dict[str, float], targets: Sequence[str]) -> None:
     revision = run(["git", "rev-parse", "HEAD"], check=False, cwd=ROOT).stdout.strip() or "unknown"
-    for target in TARGETS:
+    for target in targets:
         started = time.monotonic()
         run(
             [engine.name, "build", *engine.build_args, "--target", target, "-t", f"accident-severity-{target}",
@@ -311,14 +311,16 @@ def main() -> int:
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="containers-e2e-"))
     try:
-        build(engine, timings)
+        # MLflow first: its server starts (a minute on two busy cores) while the other images build.
+        build(engine, timings, TARGETS[:1])
+        t = time.monotonic()
+        run(engine.compose("up", "-d", "--no-build", "mlflow"), timeout=600)
+        build(engine, timings, TARGETS[1:])
         sizes = image_sizes(engine)
         check_images(engine, sizes)
-
-        t = time.monotonic()
         run(engine.compose("up", "-d", "--no-build", *SERVICES), timeout=600)
         poll("mlflow healthy", lambda: healthy(engine, "mlflow"), timeout=180)
-        timings["stack up, mlflow healthy"] = time.monotonic() - t
+        timings["stack up, mlflow healthy (builds included)"] = time.monotonic() - t
 
         t = time.monotonic()
         run_pipeline(engine)
@@ -344,8 +346,9 @@ def main() -> int:
         t = time.monotonic()
         output = run_pipeline(engine)
         timings["pipeline (second run)"] = time.monotonic() - t
-        if "Running stage 'train'" in output or len(model_versions()) != 1:
-            raise Failure("the second `dvc repro` trained or registered again")
+        # Nothing to reproduce: the workspace volume kept dvc.lock and every output.
+        if "Running stage" in output or "is cached" in output or len(model_versions()) != 1:
+            raise Failure("the second `dvc repro` ran, restored or registered something again")
 
         t = time.monotonic()
         check_dashboard(version)

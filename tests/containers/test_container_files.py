@@ -55,6 +55,7 @@ class Stage:
     entrypoint: list[str] | None = None
     healthcheck: list[str] | None = None
     user: str | None = None
+    workdir: str | None = None
     exposed: list[int] = field(default_factory=list)
     copies: list[list[str]] = field(default_factory=list)
 
@@ -121,6 +122,8 @@ def parse_dockerfile(path: Path = DOCKERFILE) -> dict[str, Stage]:
             current.healthcheck = _exec_form(command.strip(), f"HEALTHCHECK of stage {current.name}")
         elif keyword == "USER":
             current.user = args
+        elif keyword == "WORKDIR":
+            current.workdir = args
         elif keyword == "EXPOSE":
             current.exposed += [int(p.split("/")[0]) for p in args.split()]
         elif keyword == "COPY":
@@ -225,6 +228,10 @@ def assert_runs_something_real(argv: list[str], where: str) -> None:
     elif prog == "streamlit":
         assert argv[1] == "run", f"{where}: expected `streamlit run PATH`, got {argv}"
         assert (ROOT / argv[2]).is_file(), f"{where}: streamlit script {argv[2]} does not exist"
+    elif prog == "pipeline-workspace":
+        # The pipeline image's entry point (docker/pipeline-workspace.sh) runs the rest in its workspace.
+        assert (ROOT / "docker" / "pipeline-workspace.sh").is_file(), f"{where}: no docker/pipeline-workspace.sh"
+        assert_runs_something_real(argv[1:], where)
     elif prog == "dvc":
         assert argv[1] == "repro", f"{where}: unexpected dvc command {argv}"
         assert (ROOT / "dvc.yaml").is_file(), f"{where}: `dvc repro` needs dvc.yaml"
@@ -414,7 +421,7 @@ def test_compose_structure(compose: dict[str, Any], stages: dict[str, Stage]) ->
     assert "version" not in compose, "the compose spec has no `version:` key"
     services = compose["services"]
     assert set(COMPOSE_SERVICES) <= set(services)
-    assert {"dvc-cache", "mlflow"} <= set(compose.get("volumes") or {})
+    assert {"pipeline", "mlflow"} <= set(compose.get("volumes") or {})
     assert services["pipeline"].get("profiles") == ["pipeline"]
     for name, service in services.items():
         target = (service.get("build") or {}).get("target")
@@ -517,15 +524,24 @@ def _dvc_outputs() -> list[str]:
     return outs
 
 
-def test_no_volume_on_a_dvc_output(compose: dict[str, Any]) -> None:
+def test_no_volume_on_a_dvc_output(compose: dict[str, Any], stages: dict[str, Stage]) -> None:
     # DVC deletes a stage's outputs before it runs: a mount point cannot be deleted ("Device or
     # resource busy"), so a volume may hold outputs (a parent folder) but never be one.
-    workdir = Path("/app")
+    workdir = Path(stages["pipeline"].effective("workdir"))
     outputs = [workdir / out for out in _dvc_outputs()]
     for volume in compose["services"]["pipeline"].get("volumes", []):
         target = Path(str(volume).split(":")[1])
         for out in outputs:
             assert not (target == out or out in target.parents), f"volume on {target} sits on the DVC output {out}"
+
+
+def test_pipeline_workspace_is_a_volume(compose: dict[str, Any], stages: dict[str, Stage]) -> None:
+    # dvc.lock and the outputs DVC does not cache (validation.json, metrics.json...) must outlive
+    # the container, or a second `dvc repro` reruns validate, evaluate and register.
+    workdir = stages["pipeline"].effective("workdir")
+    targets = [str(volume).split(":")[1] for volume in compose["services"]["pipeline"].get("volumes", [])]
+    assert workdir in targets, f"the pipeline's workspace {workdir} is not a volume: {targets}"
+    assert stages["pipeline"].effective("entrypoint") == ["pipeline-workspace"]
 
 
 def test_api_follows_the_champion_alias(compose: dict[str, Any]) -> None:
