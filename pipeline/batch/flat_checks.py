@@ -50,6 +50,8 @@ class InvalidRows:
 
     def take_new(self) -> pd.DataFrame:
         """Rejects for the invalid rows not reported yet (no id: the line could not be split)."""
+        if not self.new:  # the usual block: no frame to build
+            return empty_rejects()
         new, self.new = self.new, []
         return reject_frame([None] * len(new), [r[0] for r in new], "", [r[1] for r in new], [r[2] for r in new])
 
