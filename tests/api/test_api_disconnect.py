@@ -19,6 +19,9 @@ from tests.api_helpers import real_csv
 from tests.conftest import ROOT
 from tests.servers import free_port, server
 
+# A real uvicorn per module: end to end, out of the inner loop (make test-fast).
+pytestmark = pytest.mark.slow
+
 BOUNDARY = "----hostile-boundary-7d2f"
 
 
