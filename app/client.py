@@ -177,5 +177,5 @@ def score_job(job_id: str) -> JobDetail:
 
 
 def download(url: str) -> bytes:
-    """The bytes at a download URL of the API (absolute, or a path such as ``/score/file/x.csv``)."""
+    """The bytes at a download URL of the API (absolute, or a path such as ``/score/jobs/x/scored.csv``)."""
     return _send("GET", url, timeout=Settings().score_timeout).content

@@ -64,7 +64,8 @@ async def job(job_id: str, settings: SettingsDep) -> JobDetail:
         raise _translate(exc) from exc
 
 
-async def _local(job_id: str, settings: SettingsDep, store: JobsDep) -> Job:
+async def job_files(job_id: str, settings: SettingsDep, store: JobsDep) -> Job:
+    """The job's files: in this process's cache, or fetched from MLflow (any replica's job, after a restart)."""
     try:
         return await run_in_threadpool(local_job, settings, store, job_id)
     except (JobNotFound, JobGone, TrackingUnavailable) as exc:
@@ -83,7 +84,7 @@ def _file(description: str, media: str) -> dict[int | str, dict[str, Any]]:
 )
 async def scored_parquet(job_id: str, settings: SettingsDep, store: JobsDep) -> FileResponse:
     """Every scored row as Parquet."""
-    found = await _local(job_id, settings, store)
+    found = await job_files(job_id, settings, store)
     return FileResponse(found.parquet, media_type="application/octet-stream", filename=f"scored-{job_id}.parquet")
 
 
@@ -95,7 +96,7 @@ async def scored_parquet(job_id: str, settings: SettingsDep, store: JobsDep) -> 
 )
 async def scored_csv(job_id: str, settings: SettingsDep, store: JobsDep) -> FileResponse:
     """Every scored row as CSV (converted one Parquet row group at a time, sent in chunks)."""
-    found = await _local(job_id, settings, store)
+    found = await job_files(job_id, settings, store)
     path = await run_in_threadpool(found.csv)
     return FileResponse(path, media_type="text/csv", filename=f"scored-{job_id}.csv")
 
@@ -108,7 +109,7 @@ async def scored_csv(job_id: str, settings: SettingsDep, store: JobsDep) -> File
 )
 async def rejects_csv(job_id: str, settings: SettingsDep, store: JobsDep) -> FileResponse:
     """Every rejected cell: line, column, value, reason."""
-    found = await _local(job_id, settings, store)
+    found = await job_files(job_id, settings, store)
     return FileResponse(found.rejects_csv, media_type="text/csv", filename=f"rejects-{job_id}.csv")
 
 
@@ -120,7 +121,7 @@ async def rejects_csv(job_id: str, settings: SettingsDep, store: JobsDep) -> Fil
 )
 async def summary_json(job_id: str, settings: SettingsDep, store: JobsDep) -> FileResponse:
     """The batch summary written next to the Parquet file."""
-    found = await _local(job_id, settings, store)
+    found = await job_files(job_id, settings, store)
     return FileResponse(
         found.folder / "scored.summary.json", media_type="application/json", filename=f"summary-{job_id}.json"
     )

@@ -7,14 +7,15 @@ import math
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, HTTPException, Query, Request, Response, UploadFile, status
-from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import JobsDep, ServingDep, SettingsDep, TelemetryDep
 from api.jobs import Job
 from api.responses import Downloads, ScoreResponse
+from api.routes.jobs import ERRORS as JOB_ERRORS
+from api.routes.jobs import job_files
 from api.schemas import BAD_BODY, NO_MODEL, ErrorResponse, rows_of
-from api.services.jobs import JobGone, JobNotFound, TrackingUnavailable, local_job, monitor
+from api.services.jobs import monitor
 from api.services.scoring import StorageFull, UnsupportedUpload, UploadTooLarge, run_job, upload_limits
 from api.uploads import CLIENT_CLOSED, UploadRoute, run_cancellable, too_many_jobs
 from pipeline.batch.stop import Cancelled
@@ -47,7 +48,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def _response(job: Job, request: Request, page: int, page_size: int, rows: list[dict[str, Any]]) -> ScoreResponse:
-    base = str(request.url_for("score_job", job_id=job.job_id).path)
+    def link(route: str) -> str:
+        return str(request.url_for(route, job_id=job.job_id).path)
+
     return ScoreResponse.model_validate(
         {
             "job_id": job.job_id,
@@ -60,7 +63,9 @@ def _response(job: Job, request: Request, page: int, page_size: int, rows: list[
             "pages": max(1, math.ceil(job.rows_total / page_size)),
             "rows_total": job.rows_total,
             "rows": rows,
-            "downloads": Downloads(parquet=f"{base}.parquet", csv=f"{base}.csv", rejects_csv=f"{base}.rejects.csv"),
+            "downloads": Downloads(
+                parquet=link("scored_parquet"), csv=link("scored_csv"), rejects_csv=link("rejects_csv")
+            ),
         }
     )
 
@@ -135,67 +140,14 @@ async def score_file(
     return _response(job, request, 1, page_size, rows_of(first_page))
 
 
-async def _job(jobs: JobsDep, job_id: str, settings: SettingsDep) -> Job:
-    """The job's files: in this process's cache, or fetched from MLflow (any replica's job, after a restart)."""
-    try:
-        return await run_in_threadpool(local_job, settings, jobs, job_id)
-    except JobNotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no scoring job {job_id[:64]}") from exc
-    except JobGone as exc:
-        raise HTTPException(status.HTTP_410_GONE, detail=str(exc)) from exc
-    except TrackingUnavailable as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from exc
-
-
-NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorResponse, "description": "Unknown job."},
-    410: {"model": ErrorResponse, "description": "The job was deleted, or its files expired."},
-}
-
-
-@router.get(
-    "/file/{job_id}.parquet",
-    response_class=FileResponse,
-    summary="Download scored rows (Parquet)",
-    responses={**NOT_FOUND, 200: {"content": {"application/octet-stream": {}}, "description": "Parquet file."}},
-)
-async def download_parquet(job_id: str, jobs: JobsDep, settings: SettingsDep) -> FileResponse:
-    """Every scored row, with features, as Parquet."""
-    job = await _job(jobs, job_id, settings)
-    return FileResponse(job.parquet, media_type="application/octet-stream", filename=f"scored-{job_id}.parquet")
-
-
-@router.get(
-    "/file/{job_id}.rejects.csv",
-    response_class=FileResponse,
-    summary="Download rejected cells (CSV)",
-    responses={**NOT_FOUND, 200: {"content": {"text/csv": {}}, "description": "CSV file."}},
-)
-async def download_rejects(job_id: str, jobs: JobsDep, settings: SettingsDep) -> FileResponse:
-    """Every rejected cell: line, column, value, reason."""
-    job = await _job(jobs, job_id, settings)
-    return FileResponse(job.rejects_csv, media_type="text/csv", filename=f"rejects-{job_id}.csv")
-
-
-@router.get(
-    "/file/{job_id}.csv",
-    response_class=FileResponse,
-    summary="Download scored rows (CSV)",
-    responses={**NOT_FOUND, 200: {"content": {"text/csv": {}}, "description": "CSV file."}},
-)
-async def download_csv(job_id: str, jobs: JobsDep, settings: SettingsDep) -> FileResponse:
-    """Every scored row, with features, as CSV."""
-    job = await _job(jobs, job_id, settings)
-    path = await run_in_threadpool(job.csv)
-    return FileResponse(path, media_type="text/csv", filename=f"scored-{job_id}.csv")
-
-
+# The job's files and their downloads are served by the jobs router (/score/jobs/{id}/...),
+# whichever replica ran the job; this router only adds the pages of scored rows.
 @router.get(
     "/file/{job_id}",
     response_model=ScoreResponse,
     name="score_job",
     summary="A page of a scoring job",
-    responses=NOT_FOUND,
+    responses=JOB_ERRORS,
 )
 async def score_job(
     job_id: str,
@@ -206,6 +158,6 @@ async def score_job(
     page_size: PageSizeQuery = 100,
 ) -> ScoreResponse:
     """The same response as the upload, for another page of the scored rows."""
-    job = await _job(jobs, job_id, settings)
+    job = await job_files(job_id, settings, jobs)
     frame = await run_in_threadpool(job.page, page, page_size)
     return _response(job, request, page, page_size, rows_of(frame))

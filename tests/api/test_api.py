@@ -631,7 +631,7 @@ def test_score_csv_matches_the_batch_job(client: TestClient, trained, records_cs
     page2 = client.get(f"/score/file/{job}?page=2&page_size=50").json()
     assert page2["page"] == 2 and [row["proba"] for row in page2["rows"]] == expected[50:100].tolist()
     downloads = body["downloads"]
-    assert downloads["parquet"] == f"/score/file/{job}.parquet"
+    assert downloads["parquet"] == f"/score/jobs/{job}/scored.parquet"
     parquet = client.get(downloads["parquet"])
     assert parquet.status_code == 200
     frame = pd.read_parquet(io.BytesIO(parquet.content))
@@ -735,7 +735,10 @@ def test_pages_read_only_their_row_groups(client: TestClient, trained, tmp_path:
 
 def test_unknown_jobs(client: TestClient) -> None:
     job = "0" * 32
-    for suffix in ("", ".parquet", ".csv", ".rejects.csv"):
-        response = client.get(f"/score/file/{job}{suffix}")
-        assert response.status_code == 404, suffix
+    for path in (
+        f"/score/file/{job}",
+        *(f"/score/jobs/{job}/{name}" for name in ("scored.parquet", "scored.csv", "rejects.csv")),
+    ):
+        response = client.get(path)
+        assert response.status_code == 404, path
         assert "no scoring job" in response.json()["detail"]

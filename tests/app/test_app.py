@@ -112,7 +112,7 @@ def test_client_errors_are_readable(live: str) -> None:
     assert "agg: Input should be 1 or 2" in bad_record.value.message
     assert not isinstance(bad_record.value, ApiUnavailable)
     with pytest.raises(ApiError) as missing:
-        client.download("/score/file/no-such-job.csv")
+        client.download("/score/jobs/no-such-job/scored.csv")
     assert missing.value.status == 404
     assert "no scoring job no-such-job" in missing.value.message
     with pytest.raises(ApiError) as bad_file:
