@@ -160,7 +160,6 @@ CMD ["dvc", "repro"]
 FROM runtime AS score
 
 COPY --from=deps-api /opt/venv /opt/venv
-COPY params.yaml ./
 COPY pipeline/ pipeline/
 USER 10001:10001
 ARG VERSION REVISION SOURCE
@@ -200,7 +199,6 @@ CMD ["streamlit", "run", "app/streamlit_app.py", \
 FROM runtime AS api
 
 COPY --from=deps-api /opt/venv /opt/venv
-COPY params.yaml ./
 COPY pipeline/ pipeline/
 COPY api/ api/
 # The official list of communes the place search and the map use (api/places.py).
