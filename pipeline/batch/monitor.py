@@ -133,7 +133,6 @@ class Monitor:
         summary: Mapping[str, Any],
         model: LoadedModel,
         proba: np.ndarray,
-        outcomes: np.ndarray | None,
         started_at: datetime,
     ) -> ScoringRun | None:
         """The run's record from the summary and the counts (None when the model has no profile)."""
@@ -142,7 +141,7 @@ class Monitor:
             ModelRef,
             ScoringRun,
             fingerprint,
-            realized_metrics,
+            realized_from_summary,
             score_summary,
         )
 
@@ -151,10 +150,6 @@ class Monitor:
             return None
         counts = self._counts or DriftCounts(model.profile)
         files = {str(f["path"]): str(f["sha256"]) for f in summary["input"]["files"]}
-        known = None
-        if outcomes is not None:
-            mask = ~np.isnan(outcomes)
-            known = (outcomes[mask], proba[mask]) if mask.any() else None
         c = summary["counts"]
         self.record = ScoringRun(
             started_at=started_at,
@@ -170,7 +165,8 @@ class Monitor:
             ),
             score=score_summary(proba, model.threshold),
             drift=counts.report(self.thresholds),
-            realized=realized_metrics(known[0], known[1], model.threshold) if known else None,
+            # The summary's outcome metrics (same functions, same rows): not computed twice.
+            realized=realized_from_summary(summary["outcome"]) if summary.get("outcome") else None,
             seconds=summary.get("timings_s", {}).get("total"),
         )
         return self.record

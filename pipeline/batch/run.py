@@ -86,7 +86,6 @@ def score_to_files(
                 summary,
                 loaded,
                 tally.scores(),
-                tally.outcomes() if tally.has_outcome else None,
                 scored_at.to_pydatetime(),
             )
             is not None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -117,15 +117,22 @@ def realized_metrics(outcomes: np.ndarray, proba: np.ndarray, threshold: float) 
 
     y = np.asarray(outcomes).astype(np.int64)
     p = np.asarray(proba, dtype=np.float64)
-    m = classification_metrics(y, p, threshold)
+    return realized_from_summary(
+        {"rows": len(y), "metrics": classification_metrics(y, p, threshold), "confusion": confusion(y, p, threshold)}
+    )
+
+
+def realized_from_summary(outcome: Mapping[str, Any]) -> Realized:
+    """The realized metrics from the batch summary's ``outcome`` block (rows, metrics, confusion)."""
+    m, cm = outcome["metrics"], outcome["confusion"]
     return Realized(
-        n=len(y),
-        positives=int(y.sum()),
+        n=int(outcome["rows"]),
+        positives=int(cm["tp"]) + int(cm["fn"]),
         roc_auc=m["roc_auc"],
         f1=m["f1"],
         recall=m["recall"],
         precision=m["precision"],
-        confusion=confusion(y, p, threshold),
+        confusion=dict(cm),
     )
 
 
