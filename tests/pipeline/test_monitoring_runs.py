@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 from pathlib import Path
 
@@ -81,6 +82,9 @@ def test_cli_and_dvc_runs_are_recorded_with_drift_per_field(
     assert {d.field for d in stored.record.drift.fields} == {f.name for f in RECORD_FIELDS}
     assert stored.record.realized is not None  # the raw tables carry the outcome
     assert stored.record.realized.n == len(scored)
+    outcome = json.loads(out.with_name("scores.summary.json").read_text())["outcome"]
+    assert stored.record.realized.confusion == outcome["confusion"]  # the summary's numbers, the same run
+    assert stored.record.realized.f1 == outcome["metrics"]["f1"]
     copy = download_output(run.run_id, "scored", tmp_path / "copy", tracking_uri=registry.tracking_uri)
     assert copy.read_bytes() == out.read_bytes()
     assert sorted(stored.outputs) == ["rejects", "scored", "summary"]
