@@ -112,6 +112,8 @@ def _as_float(values: pd.Series) -> np.ndarray:
     """Numbers as float64, NaN for missing or non-numbers."""
     if isinstance(values.dtype, np.dtype) and values.dtype.kind in "iuf":
         return values.to_numpy(dtype=np.float64)
+    if pd.api.types.is_numeric_dtype(values.dtype):  # nullable Int/Float: straight to float64 with NaN
+        return values.to_numpy(dtype=np.float64, na_value=np.nan)
     return pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
