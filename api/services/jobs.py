@@ -31,7 +31,7 @@ from api.settings import Settings
 from pipeline.batch.monitor import LogTarget, Monitor, artifact_location
 from pipeline.monitoring.drift import DriftThresholds
 from pipeline.monitoring.record import ScoringRun
-from pipeline.monitoring.tracking import KIND_TAG, RunSummary, StoredRun, get_scoring_run, list_scoring_runs
+from pipeline.monitoring.tracking import KIND_TAG, RunPage, RunSummary, StoredRun, get_scoring_run, list_scoring_runs
 
 log = logging.getLogger(__name__)
 
@@ -106,17 +106,32 @@ def job_summary(run: RunSummary) -> JobSummary:
     )
 
 
-def list_jobs(settings: Settings, limit: int, page_token: str | None) -> JobList:
-    """A page of jobs, newest first. Raises ``ValueError`` for a page token MLflow does not accept."""
+def _page(settings: Settings, limit: int, page_token: str | None) -> RunPage:
+    return list_scoring_runs(
+        settings.monitor_experiment,
+        tracking_uri=settings.mlflow_tracking_uri,
+        max_results=limit,
+        page_token=page_token,
+    )
+
+
+def _store_answers(settings: Settings) -> bool:
+    """Whether the tracking store lists runs at all (told apart from a token it refuses)."""
     try:
-        page = list_scoring_runs(
-            settings.monitor_experiment,
-            tracking_uri=settings.mlflow_tracking_uri,
-            max_results=limit,
-            page_token=page_token,
-        )
+        _page(settings, 1, None)
+    except (MlflowException, OSError):
+        return False
+    return True
+
+
+def list_jobs(settings: Settings, limit: int, page_token: str | None) -> JobList:
+    """A page of jobs, newest first. Raises ``ValueError`` for a page token the store refuses."""
+    try:
+        page = _page(settings, limit, page_token)
     except MlflowException as exc:
-        if page_token is not None and exc.error_code == "INVALID_PARAMETER_VALUE":
+        # A forged token fails in the store in many ways (INVALID_PARAMETER_VALUE, INTERNAL_ERROR
+        # from SQL, ...): when the same listing without it works, the token is the client's error.
+        if page_token is not None and _store_answers(settings):
             raise ValueError("invalid page_token: use the next_page_token of a previous page") from exc
         raise TrackingUnavailable(f"tracking server: {exc.error_code}") from exc
     except OSError as exc:
