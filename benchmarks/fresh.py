@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,14 +21,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from benchmarks.servers import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 600.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def answers(url: str) -> bool:
