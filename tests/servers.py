@@ -88,17 +88,28 @@ def mlflow_server_cmd(port: int, backend: str, artifacts: str) -> list[str]:
 
 
 @contextmanager
-def api_process(registry: Any, log: Path) -> Iterator[str]:
-    """``uvicorn api.main:app`` on a free port of 127.0.0.1, serving the registry's champion."""
+def api_server(
+    registry: Any, log: Path, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``uvicorn api.main:app`` on a free port of 127.0.0.1, serving the registry's champion
+    (``env`` adds or overrides settings); yields its URL and process."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {
+    settings = {
         "MLFLOW_TRACKING_URI": registry.tracking_uri,
         "MODEL_NAME": registry.model_name,
         "MODEL_ALIAS": "champion",
         "OMP_WAIT_POLICY": "PASSIVE",
         "API_KEY": "",
+        **(env or {}),
     }
     cmd = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port)]
-    with server(cmd, f"{url}/ready", env=env, cwd=ROOT, log=log, timeout=120):
+    with server(cmd, f"{url}/ready", env=settings, cwd=ROOT, log=log, timeout=120) as proc:
+        yield url, proc
+
+
+@contextmanager
+def api_process(registry: Any, log: Path) -> Iterator[str]:
+    """The API serving the registry's champion with default settings; yields its URL."""
+    with api_server(registry, log) as (url, _):
         yield url

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -16,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.api_helpers import real_csv
-from tests.conftest import ROOT
-from tests.servers import free_port, server
+from tests.servers import api_server
 
 # A real uvicorn per module: end to end, out of the inner loop (make test-fast).
 pytestmark = pytest.mark.slow
@@ -40,21 +38,14 @@ def api(registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     base = tmp_path_factory.mktemp("disconnect")
     tmpdir, jobs_dir, log = base / "tmp", base / "jobs", base / "api.log"
     tmpdir.mkdir()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     env = {
-        "MLFLOW_TRACKING_URI": registry.tracking_uri,
-        "MODEL_NAME": registry.model_name,
-        "MODEL_ALIAS": "champion",
-        "OMP_WAIT_POLICY": "PASSIVE",
-        "API_KEY": "",
         "MONITOR_RECORD": "false",
         "API_MAX_CONCURRENT_JOBS": "1",
         "API_JOB_CACHE_DIR": str(jobs_dir),
         "TMPDIR": str(tmpdir),
     }
-    cmd = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port)]
-    with server(cmd, f"{url}/ready", env=env, cwd=ROOT, log=log, timeout=120) as proc:
+    with api_server(registry, log, env) as (url, proc):
+        port = int(url.rsplit(":", 1)[1])
         yield Api(url, port, proc.pid, tmpdir, jobs_dir, log)
 
 

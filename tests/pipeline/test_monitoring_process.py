@@ -16,15 +16,6 @@ from pipeline.monitoring.tracking import list_scoring_runs
 
 
 @pytest.fixture
-def store(registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The registry's tracking store, with scoring runs in an experiment of this test's own."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry.tracking_uri)
-    monkeypatch.setenv("MONITOR_EXPERIMENT", f"scoring-{tmp_path.name}")
-    monkeypatch.setenv("MLFLOW_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
-    return f"scoring-{tmp_path.name}"
-
-
-@pytest.fixture
 def started(monkeypatch: pytest.MonkeyPatch) -> list[loading.MlflowProcess]:
     """Every MLflow process the job starts."""
     processes: list[loading.MlflowProcess] = []

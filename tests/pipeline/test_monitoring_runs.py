@@ -20,15 +20,6 @@ from pipeline.records import RECORD_FIELDS
 
 
 @pytest.fixture
-def store(registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The registry's tracking store, with scoring runs in an experiment of this test's own."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry.tracking_uri)
-    monkeypatch.setenv("MONITOR_EXPERIMENT", f"scoring-{tmp_path.name}")
-    monkeypatch.setenv("MLFLOW_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
-    return f"scoring-{tmp_path.name}"
-
-
-@pytest.fixture
 def in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     """The CLI looks the model up and logs its run in this process's threads (as the API does), not
     from its two spawned processes: the same model, record and files, without the seconds each
