@@ -12,8 +12,10 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
@@ -31,6 +33,9 @@ MIN_BLOCK_SIZE = 4096
 READ_AHEAD_BYTES = 256 << 20  # CSV read and checked ahead of scoring: 32 blocks, ~500 MB once typed
 
 Scores = tuple[np.ndarray, np.ndarray, float]  # probabilities, labels, seconds
+# A block as read: its rows, seconds, the sorted lines of the malformed rows so far, their new rejects.
+ReadBlock = tuple[pa.RecordBatch, float, np.ndarray, pd.DataFrame]
+T = TypeVar("T")
 
 
 def flat_batches(
@@ -46,9 +51,10 @@ def flat_batches(
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="score")
     pending: deque[tuple[CheckedBlock, Future[Scores]]] = deque()
     try:
-        for block, read_seconds in read_blocks(source, block_size, invalid):
+        # The next block is parsed in a thread (Arrow releases the GIL) while this one is checked.
+        for block, read_seconds, skipped, malformed in read_ahead(read_blocks(source, block_size, invalid)):
             check_stop()
-            checked = check_block(block, source, state, invalid)
+            checked = check_block(block, source, state, skipped, malformed)
             checked.timings["read"] = read_seconds
             pending.append((checked, pool.submit(_timed_scores, checked, model)))
             while pending and (len(pending) >= ahead or pending[0][1].done()):
@@ -105,8 +111,19 @@ def open_records_csv(
         raise InputError(f"cannot read CSV ({exc})", file=source.file.name, rows=[2]) from exc
 
 
-def read_blocks(source: FlatSource, block_size: int, invalid: InvalidRows) -> Iterator[tuple[pa.RecordBatch, float]]:
-    """The file's blocks, with the seconds each took to read.
+def read_ahead(items: Iterator[T]) -> Iterator[T]:
+    """``items``, each next one made in a thread while the caller works on the current one."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read") as pool:
+        # Leaving the block waits for the item being made: ``items`` is never closed while it runs.
+        pending = pool.submit(next, items, None)
+        while (item := wait_for(pending)) is not None:
+            pending = pool.submit(next, items, None)
+            yield item
+
+
+def read_blocks(source: FlatSource, block_size: int, invalid: InvalidRows) -> Iterator[ReadBlock]:
+    """The file's blocks, with the seconds each took to read, the sorted file lines of the
+    malformed rows skipped so far and the rejects of those not reported before.
 
     Arrow parses the numeric columns as it reads (a third of the cost of parsing text, then
     numbers). At the first block it cannot parse so, or where a cell was written "NaN" or
@@ -119,13 +136,14 @@ def read_blocks(source: FlatSource, block_size: int, invalid: InvalidRows) -> It
             if not finite_numbers(block):
                 break
             typed_blocks += 1
-            yield block, seconds
+            yield block, seconds, invalid.lines(), invalid.take_new()
         else:
             return
     text = _blocks(open_records_csv(source, block_size, invalid), source)
     for _ in range(typed_blocks):  # the same blocks as the typed reader's: same size, same splits
         next(text, None)
-    yield from text
+    for block, seconds in text:
+        yield block, seconds, invalid.lines(), invalid.take_new()
 
 
 def _blocks(reader: pa_csv.CSVStreamingReader, source: FlatSource) -> Iterator[tuple[pa.RecordBatch, float]]:

@@ -122,10 +122,16 @@ def blank_rows(block: pa.RecordBatch) -> np.ndarray:
     return blank
 
 
-def check_block(block: pa.RecordBatch, source: FlatSource, state: FlatState, invalid: InvalidRows) -> CheckedBlock:
-    """Type and check one block of a records CSV: cells, ids, outcome, malformed lines."""
+def check_block(
+    block: pa.RecordBatch, source: FlatSource, state: FlatState, skipped: np.ndarray, malformed: pd.DataFrame
+) -> CheckedBlock:
+    """Type and check one block of a records CSV: cells, ids, outcome, malformed lines.
+
+    ``skipped``: the sorted file lines of the malformed rows pyarrow skipped up to the block's
+    end (``InvalidRows.lines``); ``malformed``: the rejects of those not reported yet.
+    """
     start = time.perf_counter()
-    lines = physical_lines(np.arange(state.rows_before, state.rows_before + block.num_rows), invalid.lines())
+    lines = physical_lines(np.arange(state.rows_before, state.rows_before + block.num_rows), skipped)
     state.rows_before += block.num_rows
     keep = ~blank_rows(block)
     if not keep.all():
@@ -143,7 +149,6 @@ def check_block(block: pa.RecordBatch, source: FlatSource, state: FlatState, inv
     bad[cells["line"].to_numpy()] = True
     for extra in (id_rejects, outcome_rejects):
         bad[np.searchsorted(lines, extra["line"].to_numpy())] = True
-    malformed = invalid.take_new()
     rejects = sorted_rejects(
         [flat_cell_rejects(cells, columns, ids, lines, source), id_rejects, outcome_rejects, malformed]
     )

@@ -20,6 +20,7 @@ import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, cast
@@ -67,10 +68,15 @@ class FlatSource:
     separator: str
     columns: tuple[str, ...]  # header as written
     canonical: Mapping[str, str]  # header name -> record column, Num_Acc or severe
-    sha256: str
+    digest: Future[str]  # the file's SHA-256, computed in a thread while the run reads the file
     size: int
     encoding: str  # "utf-8", or "latin-1" when the bytes are not UTF-8
     archives: tuple[InputFile, ...] = ()
+
+    @property
+    def sha256(self) -> str:
+        """The file's SHA-256 (waits for the thread computing it)."""
+        return self.digest.result()
 
     def header_of(self, column: str) -> str | None:
         """The header name of a record column, Num_Acc or severe, if the file has it."""
@@ -291,7 +297,16 @@ def flat_source(file: InputFile, archives: tuple[InputFile, ...] = (), budget: B
     if encoding != "utf-8":
         log.info("%s is not UTF-8: reading it as latin-1", file.name)
     size = file.path.stat().st_size
-    return FlatSource(file, sep, tuple(fields), canonical, sha256_of(file.path), size, encoding, archives)
+    return FlatSource(file, sep, tuple(fields), canonical, background_sha256(file.path), size, encoding, archives)
+
+
+def background_sha256(path: Path) -> Future[str]:
+    """A file's SHA-256, computed in a thread: hashlib and file reads release the GIL, so hashing
+    a large file overlaps the run's reading of it instead of delaying its start."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
+    digest = pool.submit(sha256_of, path)
+    pool.shutdown(wait=False)  # the thread ends once the digest is done
+    return digest
 
 
 class Utf8Check:

@@ -60,10 +60,19 @@ class NumericProfile(_Frozen):
 
     def bucket_counts(self, values: pd.Series) -> np.ndarray:
         """Counts of ``values`` in this profile's buckets."""
+        cuts = np.asarray(self.cuts, dtype=np.float64)
+        integers = _integers(values)
+        if integers is not None:
+            present, missing_rows = integers
+            per_value, low = _value_counts(present)
+            # Each distinct value is put in its bucket once, not each row: the same buckets, ~5x cheaper.
+            bucket = np.searchsorted(cuts, np.arange(low, low + len(per_value), dtype=np.float64), side="left")
+            counts = np.bincount(bucket, weights=per_value, minlength=len(cuts) + 1).astype(np.int64)
+            return np.append(counts, missing_rows).astype(np.int64)
         x = _as_float(values)
         missing = np.isnan(x)
-        index = np.searchsorted(np.asarray(self.cuts, dtype=np.float64), x[~missing], side="left")
-        counts = np.bincount(index, minlength=len(self.cuts) + 1)
+        index = np.searchsorted(cuts, x[~missing], side="left")
+        counts = np.bincount(index, minlength=len(cuts) + 1)
         return np.append(counts, int(missing.sum())).astype(np.int64)
 
 
@@ -108,6 +117,34 @@ class Profile(_Frozen):
         return cls.model_validate_json(text)
 
 
+# Integer columns spanning at most this many values per row are counted by value (np.bincount).
+_MAX_SPAN_PER_ROW = 4
+
+
+def _integers(values: pd.Series) -> tuple[np.ndarray, int] | None:
+    """An integer column's present values (int64) and its number of missing rows; None for any other
+    column, or one whose values spread too wide to be counted by value."""
+    if not pd.api.types.is_integer_dtype(values.dtype):
+        return None
+    if isinstance(values.dtype, np.dtype):  # numpy integers: none missing, no conversion
+        present, n_missing = values.to_numpy(), 0
+    else:  # nullable integers
+        missing = values.isna().to_numpy()
+        n_missing = int(missing.sum())
+        present = values.to_numpy(dtype=np.int64, na_value=0)[~missing]
+    if len(present) and int(present.max()) - int(present.min()) > _MAX_SPAN_PER_ROW * len(present):
+        return None
+    return present, n_missing
+
+
+def _value_counts(present: np.ndarray) -> tuple[np.ndarray, int]:
+    """Rows per value of integers, from the smallest (returned) to the largest."""
+    if len(present) == 0:
+        return np.zeros(0, dtype=np.int64), 0
+    low = int(present.min())
+    return np.bincount(present.astype(np.intp) - low), low
+
+
 def _as_float(values: pd.Series) -> np.ndarray:
     """Numbers as float64, NaN for missing or non-numbers."""
     if isinstance(values.dtype, np.dtype) and values.dtype.kind in "iuf":
@@ -119,6 +156,13 @@ def _as_float(values: pd.Series) -> np.ndarray:
 
 def category_counts(values: pd.Series) -> tuple[pd.Series, int]:
     """Rows per category (as text: "1", "75", "2A004"; 1, 1.0 and "1" are the same code) and missing rows."""
+    integers = _integers(values)
+    if integers is not None:
+        present, missing_rows = integers
+        per_value, low = _value_counts(present)
+        seen = np.flatnonzero(per_value)
+        names = [f"{c:.0f}" for c in (seen + low).astype(np.float64)]
+        return pd.Series(per_value[seen], index=names, dtype=np.int64), missing_rows
     if pd.api.types.is_numeric_dtype(values.dtype):
         x = _as_float(values)
         present = x[~np.isnan(x)]
