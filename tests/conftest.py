@@ -7,6 +7,7 @@ Nothing here touches the repo's own ``mlflow.db`` or ``mlartifacts/``.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,6 +133,32 @@ def trained(
     return Trained(model, model_dir, reports, metrics, records[2021])
 
 
+@pytest.fixture(scope="session")
+def store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow SQLite store, made once per session by MLflow itself. Opening a new
+    database runs MLflow's schema migrations (seconds, mostly SQLite commits); a copy of this
+    file is the same fresh store without them."""
+    from mlflow import MlflowClient
+
+    db = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()  # tables + Default experiment
+    return db
+
+
+def copy_store(template: Path, folder: Path) -> str:
+    """A fresh MLflow store in ``folder``, copied from the session's template; returns its URI."""
+    folder.mkdir(parents=True, exist_ok=True)
+    db = folder / "mlflow.db"
+    shutil.copyfile(template, db)
+    return f"sqlite:///{db}"
+
+
+@pytest.fixture
+def fresh_store(store_template: Path, tmp_path: Path) -> str:
+    """The URI of an empty MLflow SQLite store of this test's own (``tmp_path/mlflow.db``)."""
+    return copy_store(store_template, tmp_path)
+
+
 @dataclass(frozen=True)
 class Registry:
     """A temporary MLflow store holding the trained extract model as ``@champion``."""
@@ -148,12 +175,14 @@ class Registry:
 
 
 @pytest.fixture(scope="session")
-def registry(trained: Trained, small_params: Params, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+def registry(
+    trained: Trained, small_params: Params, store_template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Registry]:
     """Register the trained model in a fresh SQLite MLflow store; sets MLFLOW_TRACKING_URI."""
     from pipeline.register import log_and_register
 
     base = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{base / 'mlflow.db'}"
+    uri = copy_store(store_template, base)
     previous = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = uri
     settings = PipelineSettings(mlflow_tracking_uri=uri, mlflow_artifacts_dir=str(base / "artifacts"))
