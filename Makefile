@@ -29,13 +29,19 @@ help:  ## list the targets
 # never removes dev packages that are already there.
 RUNTIME_EXTRAS := --extra api --extra app --extra pipeline
 
+# A stamp holds the digest of the pyproject.toml and uv.lock it was synced from. Git checkouts and
+# merges make both files newer without changing them: then the stamp is only rewritten, as
+# `uv sync` would rebuild the editable install (seconds) to change nothing.
+LOCK_DIGEST = sha256sum pyproject.toml uv.lock
+IN_SYNC = [ -f $@ ] && $(LOCK_DIGEST) | cmp -s - $@
+
 $(VENV)/.installed: pyproject.toml uv.lock | $(UV_DEP)
-	$(UV) sync --locked --extra dev --python python3
-	touch $@ $(VENV)/.installed-run
+	@$(IN_SYNC) || (set -x; $(UV) sync --locked --extra dev --python python3)
+	@$(LOCK_DIGEST) > $@ && cp $@ $(VENV)/.installed-run
 
 $(VENV)/.installed-run: pyproject.toml uv.lock | $(UV_DEP)
-	$(UV) sync --locked --inexact $(RUNTIME_EXTRAS) --python python3
-	touch $@
+	@$(IN_SYNC) || (set -x; $(UV) sync --locked --inexact $(RUNTIME_EXTRAS) --python python3)
+	@$(LOCK_DIGEST) > $@
 
 setup: $(VENV)/.installed  ## create .venv and install everything, exactly as uv.lock pins it
 
@@ -79,8 +85,11 @@ score: repro  ## score the bundled 2021 files with the champion model
 test: setup  ## the whole test suite, with coverage of pipeline/, api/ and app/ (fails under 85 %)
 	$(PY) -m pytest --cov --cov-report=term --cov-report=xml
 
+# The inner loop runs on TEST_WORKERS processes (pytest-xdist), a test file per worker at a time,
+# so that module fixtures are built once; TEST_WORKERS=0 runs it in pytest's own process.
+TEST_WORKERS ?= 2
 test-fast: setup  ## the inner loop: no slow (servers, whole pipeline) nor browser tests
-	$(PY) -m pytest -q -x -m "not slow and not browser"
+	$(PY) -m pytest -q -x -m "not slow and not browser" -n $(TEST_WORKERS) --dist loadfile
 
 lock-check: | $(UV_DEP)  ## fail if uv.lock is out of date with pyproject.toml
 	$(UV) lock --check

@@ -177,8 +177,8 @@ def test_run_record_metrics_match_scikit_learn(profile: Profile, trained, record
     assert fingerprint({"a": "1", "b": "2"}) == fingerprint({"b": "2", "a": "1"}) != fingerprint({"a": "2", "b": "1"})
 
 
-def test_log_list_and_read_back_on_sqlite(profile: Profile, trained, records, tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_log_list_and_read_back_on_sqlite(profile: Profile, trained, records, tmp_path: Path, fresh_store: str) -> None:
+    uri = fresh_store
     artifacts = (tmp_path / "artifacts").as_uri()
     assert list_scoring_runs(tracking_uri=uri).runs == ()
     frame = records[2021]
