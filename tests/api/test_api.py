@@ -495,11 +495,13 @@ def test_metrics_by_route_template(client: TestClient) -> None:
 @pytest.fixture(scope="module")
 def small_upload_client(registry) -> Iterator[TestClient]:
     """One app with tiny upload limits for the module (its tests only read or count)."""
+    # The environment is restored as soon as the settings are read: an app another test
+    # creates later must not inherit the tiny limits.
     with pytest.MonkeyPatch.context() as mp:
         settings = make_settings(mp, registry.tracking_uri, API_MAX_UPLOAD_MB="0.01", API_MAX_EXPANDED_MB="0.2")
-        with TestClient(create_app(settings)) as c:
-            wait_ready(c)
-            yield c
+    with TestClient(create_app(settings)) as c:
+        wait_ready(c)
+        yield c
 
 
 def metric(client: TestClient, sample: str) -> float:
