@@ -15,9 +15,10 @@ from api.responses import Downloads, ScoreResponse
 from api.routes.jobs import ERRORS as JOB_ERRORS
 from api.routes.jobs import job_files
 from api.schemas import BAD_BODY, NO_MODEL, ErrorResponse, rows_of
+from api.services.job_runner import WorkerLost
 from api.services.jobs import monitor
-from api.services.scoring import StorageFull, UnsupportedUpload, UploadTooLarge, run_job, upload_limits
-from api.uploads import CLIENT_CLOSED, UploadRoute, run_cancellable, too_many_jobs
+from api.services.scoring import StorageFull, UnsupportedUpload, UploadTooLarge, save_job_input, upload_limits
+from api.uploads import CLIENT_CLOSED, UploadRoute, disconnect_event, too_many_jobs
 from pipeline.batch.stop import Cancelled
 from pipeline.batch.summary import DEFAULT_MAX_REJECT_RATE
 
@@ -39,7 +40,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         "model": ErrorResponse,
         "description": "Bad content: one line naming the file, the column and the lines.",
     },
-    **NO_MODEL,
+    503: {
+        "model": ErrorResponse,
+        "description": NO_MODEL[503]["description"][:-1] + ", or the worker process scoring the file stopped.",
+    },
     507: {
         "model": ErrorResponse,
         "description": "The server could not store the upload or its results (temporary folder full).",
@@ -103,19 +107,20 @@ async def score_file(
     job_id, folder = jobs.new_folder()
     done = False
     try:
-        job = await run_cancellable(
-            request,
-            run_job,
-            file.file,
-            file.filename,
-            folder,
-            job_id,
-            serving.model,
-            serving.identity.model_dump(),
-            upload_limits(settings),
-            max_reject_rate,
-            monitor(settings, file.filename[:200] if file.filename else None),
-        )
+        path = await run_in_threadpool(save_job_input, file.file, file.filename, folder)
+        async with disconnect_event(request) as client_left:
+            job = await jobs.runner.run(
+                path,
+                file.filename,
+                folder,
+                job_id,
+                serving.model,
+                serving.identity.model_dump(),
+                upload_limits(settings),
+                max_reject_rate,
+                monitor(settings, file.filename[:200] if file.filename else None),
+                client_left,
+            )
         first_page = await run_in_threadpool(job.page, 1, page_size)
         done = True
     except Cancelled:
@@ -129,6 +134,8 @@ async def score_file(
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=str(exc)) from exc
     except StorageFull as exc:
         raise HTTPException(status.HTTP_507_INSUFFICIENT_STORAGE, detail=exc.strerror) from exc
+    except WorkerLost as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from exc
     finally:
         jobs.finish()
         if not done:
