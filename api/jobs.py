@@ -124,12 +124,6 @@ class JobStore:
                 self._runner = JobRunner(self.max_running)
             return self._runner
 
-    @property
-    def busy(self) -> bool:
-        """Whether every job slot is taken (a hint: ``try_start`` decides)."""
-        with self._lock:
-            return self._running >= self.max_running
-
     def try_start(self) -> bool:
         """Take one of the ``max_running`` job slots; False when all are taken."""
         with self._lock:

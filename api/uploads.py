@@ -3,8 +3,8 @@
 ``UploadRoute`` (the ``route_class`` of the file-scoring router) reads the multipart body
 itself before FastAPI does (FastAPI then reuses the parsed form), so that:
 
-* a job slot is checked first: when ``API_MAX_CONCURRENT_JOBS`` jobs run, the upload is read
-  and dropped (never spooled), then 429;
+* a job slot is taken first and held until the answer: while ``API_MAX_CONCURRENT_JOBS``
+  uploads are received or scored, a further one is read and dropped (never spooled), then 429;
 * an ``OSError`` while the upload is spooled to a temporary file (a full ``TMPDIR``, a quota, a
   file-size limit) is a 507 naming the problem, not FastAPI's "error parsing the body";
 * a client that disconnects in the middle of its upload is dropped quietly (the spooled parts
@@ -43,7 +43,7 @@ def too_many_jobs(max_running: int) -> HTTPException:
     """The 429 of a file-scoring request while every job slot is taken."""
     return HTTPException(
         status.HTTP_429_TOO_MANY_REQUESTS,
-        detail=f"{max_running} file-scoring jobs are running (API_MAX_CONCURRENT_JOBS): retry later",
+        detail=f"{max_running} file-scoring jobs are being received or run (API_MAX_CONCURRENT_JOBS): retry later",
         headers={"Retry-After": str(RETRY_AFTER_S)},
     )
 
@@ -89,21 +89,28 @@ class UploadRoute(APIRoute):
         async def upload_handler(received: Request) -> Response:
             request = CoalescedRequest(received.scope, received.receive)
             jobs = request.app.state.jobs
-            try:
-                if jobs.busy:
-                    # Read and drop the body: a client still sending when the connection closes
-                    # would see a reset, not the 429 telling it when to retry.
+            # The job slot covers the upload from its first byte: uploads received at once are
+            # bounded too, not only jobs scoring (20 bodies parsed at once starved the event loop).
+            if not jobs.try_start():
+                # Read and drop the body: a client still sending when the connection closes
+                # would see a reset, not the 429 telling it when to retry.
+                try:
                     async for _ in received.stream():
                         pass
-                    raise too_many_jobs(jobs.max_running)
+                except ClientDisconnect:
+                    return Response(status_code=CLIENT_CLOSED)
+                raise too_many_jobs(jobs.max_running)
+            try:
                 await request.form(max_files=MAX_FILES, max_fields=MAX_FIELDS)
+                return await handler(request)
             except OSError as exc:
                 log.warning("upload refused on %s: %s", request.url.path, exc)
                 raise storage_error(exc) from exc
             except ClientDisconnect:
                 log.info("client left during its upload to %s: upload dropped", request.url.path)
                 return Response(status_code=CLIENT_CLOSED)
-            return await handler(request)
+            finally:
+                jobs.finish()
 
         return upload_handler
 

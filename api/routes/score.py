@@ -18,7 +18,7 @@ from api.schemas import BAD_BODY, NO_MODEL, ErrorResponse, rows_of
 from api.services.job_runner import WorkerLost
 from api.services.jobs import monitor
 from api.services.scoring import StorageFull, UnsupportedUpload, UploadTooLarge, save_job_input, upload_limits
-from api.uploads import CLIENT_CLOSED, UploadRoute, disconnect_event, too_many_jobs
+from api.uploads import CLIENT_CLOSED, UploadRoute, disconnect_event
 from pipeline.batch.stop import Cancelled
 from pipeline.batch.summary import DEFAULT_MAX_REJECT_RATE
 
@@ -35,7 +35,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         "API_MAX_EXPANDED_MB, or holding more than API_MAX_UPLOAD_ROWS rows.",
     },
     415: {"model": ErrorResponse, "description": "Neither a CSV nor a zip file."},
-    429: {"model": ErrorResponse, "description": "API_MAX_CONCURRENT_JOBS jobs are running: retry later."},
+    429: {
+        "model": ErrorResponse,
+        "description": "API_MAX_CONCURRENT_JOBS uploads are being received or scored: retry later.",
+    },
     422: {
         "model": ErrorResponse,
         "description": "Bad content: one line naming the file, the column and the lines.",
@@ -100,10 +103,10 @@ async def score_file(
     and `long`) and download links. Later pages: `GET /score/file/{job_id}?page=2`. Each job is
     a scoring run in MLflow (`job_id` is its run id): `GET /score/jobs/{job_id}` gives its drift
     and downloads, from any replica sharing the tracking server, also after a restart.
-    At most `API_MAX_CONCURRENT_JOBS` jobs run at once: more get 429 with `Retry-After`.
+    At most `API_MAX_CONCURRENT_JOBS` uploads are received or scored at once: more get 429 with
+    `Retry-After`.
     """
-    if not jobs.try_start():
-        raise too_many_jobs(jobs.max_running)
+    # The job slot was taken by ``UploadRoute`` before the body was read, and is given back after.
     job_id, folder = jobs.new_folder()
     done = False
     try:
@@ -137,7 +140,6 @@ async def score_file(
     except WorkerLost as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from exc
     finally:
-        jobs.finish()
         if not done:
             jobs.discard(folder)
     jobs.add(job)
