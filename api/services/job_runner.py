@@ -3,7 +3,7 @@
 A job is tens of seconds of pandas and Python. In a thread of the API process it took the GIL
 from the event loop in 5 ms slices (``sys.getswitchinterval``), and every await of a /predict
 request queued behind one: p99 1.3 s during one job on a loaded machine. In a process of its
-own, at a lower CPU priority (``WORKER_NICE``), it only competes for a core, which the kernel
+own, at a lower CPU priority (``api.services.worker_start``), it only competes for a core, which the kernel
 gives back to the waiting request at once.
 
 * The pool is a ``ProcessPoolExecutor`` with the spawn context (no forked copy of the server's
@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import os
 import pickle
-import signal
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -36,6 +34,7 @@ from typing import Any
 
 from api.jobs import Job
 from api.services.scoring import score_upload
+from api.services.worker_start import start_worker
 from pipeline.batch.limits import Limits
 from pipeline.batch.monitor import Monitor
 from pipeline.batch.stop import Cancelled, stop_when
@@ -44,7 +43,6 @@ from pipeline.model import LoadedModel
 
 CANCEL_FILE = ".cancel"  # created in a job's folder to stop its run
 CANCEL_POLL_S = 0.1  # how often a worker looks for it
-WORKER_NICE = 5  # batch work yields the cores to requests (niceness added to the API's)
 
 
 class WorkerLost(RuntimeError):
@@ -74,12 +72,6 @@ class _InputFailure(Exception):
 # --- in the worker process
 
 _loaded: dict[str, LoadedModel] = {}  # the last model a worker unpickled, by key
-
-
-def _start_worker() -> None:
-    # Ctrl-C reaches the whole process group: the API decides what stops, through CANCEL_FILE.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.nice(WORKER_NICE)
 
 
 def _model(key: str, data: bytes) -> LoadedModel:
@@ -140,7 +132,7 @@ class JobRunner:
         with self._lock:
             if self._pool is None:
                 context = multiprocessing.get_context("spawn")
-                self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker)
+                self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=start_worker)
             return self._pool
 
     def _pickled(self, model: LoadedModel) -> tuple[str, bytes]:
