@@ -11,7 +11,7 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
@@ -19,6 +19,9 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from pipeline.storage import atomic_path
+
+if TYPE_CHECKING:
+    from api.services.job_runner import JobRunner
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,14 @@ class Job:
     model: dict[str, Any]
     verdict: str | None = None  # the drift verdict, when the job was recorded as a scoring run
     _csv_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    # A job comes back pickled from the worker process that scored it; a lock does not pickle.
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_csv_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._csv_lock = threading.Lock()
 
     def csv(self) -> Path:
         """The scored rows as CSV, written on first request (most clients only want one format),
@@ -76,7 +87,8 @@ class JobStore:
     of recent ones, for pages and downloads. Entries are dropped when unused for ``max_age_s`` or,
     least recently used first, while the folder holds more than ``max_bytes`` (the entry in use
     is kept); a dropped job is downloaded again on its next request. ``max_running`` bounds the
-    jobs scoring at once (``try_start`` / ``finish``).
+    jobs scoring at once (``try_start`` / ``finish``), in as many worker processes (``runner``,
+    started with the first job, stopped by ``close``).
     """
 
     def __init__(
@@ -90,6 +102,7 @@ class JobStore:
         self._jobs: OrderedDict[str, tuple[Job, float, int]] = OrderedDict()  # id -> job, last use, bytes
         self._lock = threading.Lock()
         self._running = 0
+        self._runner: JobRunner | None = None
 
     @classmethod
     def from_settings(cls, settings: Any) -> JobStore:
@@ -102,10 +115,14 @@ class JobStore:
         )
 
     @property
-    def busy(self) -> bool:
-        """Whether every job slot is taken (a hint: ``try_start`` decides)."""
+    def runner(self) -> JobRunner:
+        """The worker processes that score the jobs."""
+        from api.services.job_runner import JobRunner  # it scores Jobs: imported once both exist
+
         with self._lock:
-            return self._running >= self.max_running
+            if self._runner is None:
+                self._runner = JobRunner(self.max_running)
+            return self._runner
 
     def try_start(self) -> bool:
         """Take one of the ``max_running`` job slots; False when all are taken."""
@@ -173,7 +190,11 @@ class JobStore:
         shutil.rmtree(folder, ignore_errors=True)
 
     def close(self) -> None:
-        """Forget every job and delete the temporary folder."""
+        """Stop the running jobs and their workers, forget every job and delete the temporary folder."""
+        with self._lock:
+            runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.close()
         with self._lock:
             self._jobs.clear()
             root, self.root = self.root, None

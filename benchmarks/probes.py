@@ -23,16 +23,27 @@ def server_pid() -> int:
     raise RuntimeError("no API server among this process's children")
 
 
+def tree_rss(process: psutil.Process) -> int:
+    """RSS of ``process`` and of all its descendants (the API's job workers), bytes."""
+    total = process.memory_info().rss
+    for child in process.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue  # ended between the listing and the read
+    return total
+
+
 @contextmanager
 def peak_rss(pid: int) -> Iterator[Callable[[], float]]:
-    """Sample the RSS of ``pid`` every 10 ms; yields a getter of the peak (MB)."""
+    """Sample the RSS of ``pid`` with its child processes every 10 ms; yields a getter of the peak (MB)."""
     process = psutil.Process(pid)
-    peak = [process.memory_info().rss]
+    peak = [tree_rss(process)]
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.is_set():
-            peak[0] = max(peak[0], process.memory_info().rss)
+            peak[0] = max(peak[0], tree_rss(process))
             time.sleep(0.01)
 
     thread = threading.Thread(target=sample, daemon=True)
@@ -42,6 +53,12 @@ def peak_rss(pid: int) -> Iterator[Callable[[], float]]:
     finally:
         stop.set()
         thread.join()
+
+
+def load_average() -> str:
+    """The machine's 1, 5 and 15 minute load averages (``/proc/loadavg``), to read latencies by."""
+    with open("/proc/loadavg", encoding="ascii") as f:
+        return " ".join(f.read().split()[:3])
 
 
 async def user_latency(base: str, records: list[bytes], seconds: float, rate: float) -> dict[str, Any]:

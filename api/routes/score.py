@@ -15,9 +15,10 @@ from api.responses import Downloads, ScoreResponse
 from api.routes.jobs import ERRORS as JOB_ERRORS
 from api.routes.jobs import job_files
 from api.schemas import BAD_BODY, NO_MODEL, ErrorResponse, rows_of
+from api.services.job_runner import WorkerLost
 from api.services.jobs import monitor
-from api.services.scoring import StorageFull, UnsupportedUpload, UploadTooLarge, run_job, upload_limits
-from api.uploads import CLIENT_CLOSED, UploadRoute, run_cancellable, too_many_jobs
+from api.services.scoring import StorageFull, UnsupportedUpload, UploadTooLarge, save_job_input, upload_limits
+from api.uploads import CLIENT_CLOSED, UploadRoute, disconnect_event
 from pipeline.batch.stop import Cancelled
 from pipeline.batch.summary import DEFAULT_MAX_REJECT_RATE
 
@@ -34,12 +35,18 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         "API_MAX_EXPANDED_MB, or holding more than API_MAX_UPLOAD_ROWS rows.",
     },
     415: {"model": ErrorResponse, "description": "Neither a CSV nor a zip file."},
-    429: {"model": ErrorResponse, "description": "API_MAX_CONCURRENT_JOBS jobs are running: retry later."},
+    429: {
+        "model": ErrorResponse,
+        "description": "API_MAX_CONCURRENT_JOBS uploads are being received or scored: retry later.",
+    },
     422: {
         "model": ErrorResponse,
         "description": "Bad content: one line naming the file, the column and the lines.",
     },
-    **NO_MODEL,
+    503: {
+        "model": ErrorResponse,
+        "description": NO_MODEL[503]["description"][:-1] + ", or the worker process scoring the file stopped.",
+    },
     507: {
         "model": ErrorResponse,
         "description": "The server could not store the upload or its results (temporary folder full).",
@@ -96,26 +103,27 @@ async def score_file(
     and `long`) and download links. Later pages: `GET /score/file/{job_id}?page=2`. Each job is
     a scoring run in MLflow (`job_id` is its run id): `GET /score/jobs/{job_id}` gives its drift
     and downloads, from any replica sharing the tracking server, also after a restart.
-    At most `API_MAX_CONCURRENT_JOBS` jobs run at once: more get 429 with `Retry-After`.
+    At most `API_MAX_CONCURRENT_JOBS` uploads are received or scored at once: more get 429 with
+    `Retry-After`.
     """
-    if not jobs.try_start():
-        raise too_many_jobs(jobs.max_running)
+    # The job slot was taken by ``UploadRoute`` before the body was read, and is given back after.
     job_id, folder = jobs.new_folder()
     done = False
     try:
-        job = await run_cancellable(
-            request,
-            run_job,
-            file.file,
-            file.filename,
-            folder,
-            job_id,
-            serving.model,
-            serving.identity.model_dump(),
-            upload_limits(settings),
-            max_reject_rate,
-            monitor(settings, file.filename[:200] if file.filename else None),
-        )
+        path = await run_in_threadpool(save_job_input, file.file, file.filename, folder)
+        async with disconnect_event(request) as client_left:
+            job = await jobs.runner.run(
+                path,
+                file.filename,
+                folder,
+                job_id,
+                serving.model,
+                serving.identity.model_dump(),
+                upload_limits(settings),
+                max_reject_rate,
+                monitor(settings, file.filename[:200] if file.filename else None),
+                client_left,
+            )
         first_page = await run_in_threadpool(job.page, 1, page_size)
         done = True
     except Cancelled:
@@ -129,8 +137,9 @@ async def score_file(
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=str(exc)) from exc
     except StorageFull as exc:
         raise HTTPException(status.HTTP_507_INSUFFICIENT_STORAGE, detail=exc.strerror) from exc
+    except WorkerLost as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from exc
     finally:
-        jobs.finish()
         if not done:
             jobs.discard(folder)
     jobs.add(job)

@@ -108,8 +108,30 @@ def _relative(text: str, folder: Path) -> str:
     return text.replace(f"{folder}/", "")
 
 
-def run_job(
-    upload: IO[bytes],
+def _storage_full(exc: OSError) -> OSError:
+    """``StorageFull`` for a full disk or quota; any other ``OSError`` as it is."""
+    if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return exc
+    return StorageFull(exc.errno, "no space left in the server's TMPDIR for this upload; try again later")
+
+
+def save_job_input(upload: IO[bytes], filename: str | None, folder: Path) -> Path:
+    """Save the upload into the job's ``folder`` (blocking: run it in a worker thread).
+
+    Raises ``UnsupportedUpload`` (neither a CSV nor a zip) or ``StorageFull``."""
+    inputs = folder / "input"
+    try:
+        inputs.mkdir()
+        return save_upload(upload, filename, inputs)
+    except OSError as exc:
+        error = _storage_full(exc)
+        if error is exc:
+            raise
+        raise error from exc
+
+
+def score_upload(
+    path: Path,
     filename: str | None,
     folder: Path,
     job_id: str,
@@ -119,17 +141,16 @@ def run_job(
     max_reject_rate: float,
     recorder: Monitor | None = None,
 ) -> Job:
-    """Save, score and write one upload into ``folder`` (blocking: run it in a worker thread).
+    """Score the upload saved at ``path`` (``save_job_input``) into ``folder`` (blocking: the API
+    runs it in a worker process, ``api.services.job_runner``).
 
-    Raises ``UnsupportedUpload``, ``UploadTooLarge``, ``StorageFull`` or ``InputError`` (naming
-    the uploaded file, never its path on the server). With a ``recorder`` the job is recorded as a
-    scoring run in MLflow and its id is the run's (a failed log leaves the local id, with a warning).
+    Raises ``UploadTooLarge``, ``StorageFull`` or ``InputError`` (naming the uploaded file, never
+    its path on the server). With a ``recorder`` the job is recorded as a scoring run in MLflow
+    and its id is the run's (a failed log leaves the local id, with a warning).
     """
-    inputs = folder / "input"
+    inputs = path.parent
     parquet, rejects_csv, _ = output_paths(folder / "scored.parquet")
     try:
-        inputs.mkdir()
-        path = save_upload(upload, filename, inputs)
         summary = score_to_files(
             [path],
             parquet,
@@ -142,9 +163,10 @@ def run_job(
     except LimitExceeded as exc:
         raise too_large(safe_name(filename, "upload"), exc) from exc
     except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        error = _storage_full(exc)
+        if error is exc:
             raise
-        raise StorageFull(exc.errno, "no space left in the server's TMPDIR for this upload; try again later") from exc
+        raise error from exc
     except InputError as exc:
         raise InputError(
             clip(_relative(exc.reason, inputs), MAX_MSG),  # a 10 MB cell is not echoed whole

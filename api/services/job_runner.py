@@ -1,0 +1,207 @@
+"""File-scoring jobs run in worker processes, so that the API process's GIL only serves requests.
+
+A job is tens of seconds of pandas and Python. In a thread of the API process it took the GIL
+from the event loop in 5 ms slices (``sys.getswitchinterval``), and every await of a /predict
+request queued behind one: p99 1.3 s during one job on a loaded machine. In a process of its
+own, at a lower CPU priority (``api.services.worker_start``), it only competes for a core, which the kernel
+gives back to the waiting request at once.
+
+* The pool is a ``ProcessPoolExecutor`` with the spawn context (no forked copy of the server's
+  threads and locks) and one worker per job slot (``API_MAX_CONCURRENT_JOBS``). Workers start
+  with the first job and stay; a worker that dies (killed, out of memory) breaks the pool, its
+  job fails with ``WorkerLost`` (503) and the next job gets a fresh pool.
+* The model: the route's ``LoadedModel`` is pickled once per model object here, and unpickled
+  once per model in each worker (``_model``): a job scores with the model the route took, also
+  across a reload.
+* Cancelling: processes share no ``threading.Event``. The parent creates ``CANCEL_FILE`` in the
+  job's folder; a thread in the worker sets the run's stop event when it appears
+  (``pipeline.batch.stop.stop_when``), and the orchestrator stops at its next block.
+* Errors cross the process boundary pickled; ``InputError`` keeps its keyword fields only as
+  ``_InputFailure`` (pickling rebuilds an exception from its positional arguments).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import pickle
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from api.jobs import Job
+from api.services.scoring import score_upload
+from api.services.worker_start import start_worker
+from pipeline.batch.limits import Limits
+from pipeline.batch.monitor import Monitor
+from pipeline.batch.stop import Cancelled, stop_when
+from pipeline.errors import InputError
+from pipeline.model import LoadedModel
+
+CANCEL_FILE = ".cancel"  # created in a job's folder to stop its run
+CANCEL_POLL_S = 0.1  # how often a worker looks for it
+
+
+class WorkerLost(RuntimeError):
+    """The worker process running the job died (killed, out of memory): not the client's fault."""
+
+
+@dataclass(frozen=True)
+class ScoringTask:
+    """Everything a worker needs for one job (pickled to it)."""
+
+    path: Path
+    filename: str | None
+    folder: Path
+    job_id: str
+    model_key: str
+    model_pickle: bytes
+    model_identity: dict[str, Any]
+    limits: Limits
+    max_reject_rate: float
+    recorder: Monitor | None
+
+
+class _InputFailure(Exception):
+    """An ``InputError`` on its way back from a worker: (reason, file, column, rows)."""
+
+
+# --- in the worker process
+
+_loaded: dict[str, LoadedModel] = {}  # the last model a worker unpickled, by key
+
+
+def _model(key: str, data: bytes) -> LoadedModel:
+    if key not in _loaded:
+        _loaded.clear()
+        _loaded[key] = pickle.loads(data)  # noqa: S301 - our own bytes, from the parent process
+    return _loaded[key]
+
+
+def _watch_cancel(flag: Path, event: threading.Event, done: threading.Event) -> None:
+    while not done.wait(CANCEL_POLL_S):
+        if flag.exists():
+            event.set()
+            return
+
+
+def _run(task: ScoringTask) -> Job | None:
+    """Score one saved upload (in a worker); None when cancelled."""
+    event, done = threading.Event(), threading.Event()
+    watcher = threading.Thread(target=_watch_cancel, args=(task.folder / CANCEL_FILE, event, done), daemon=True)
+    watcher.start()
+    try:
+        with stop_when(event):
+            return score_upload(
+                task.path,
+                task.filename,
+                task.folder,
+                task.job_id,
+                _model(task.model_key, task.model_pickle),
+                task.model_identity,
+                task.limits,
+                task.max_reject_rate,
+                task.recorder,
+            )
+    except Cancelled:
+        return None
+    except InputError as exc:
+        raise _InputFailure(exc.reason, exc.file, exc.column, exc.rows) from None
+    finally:
+        done.set()
+        watcher.join()
+
+
+# --- in the API process
+
+
+class JobRunner:
+    """The worker processes of file-scoring jobs (``run``), stopped by ``close``."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._model: tuple[LoadedModel, str, bytes] | None = None  # the last model pickled
+        self._running: set[Path] = set()  # folders of the jobs in the workers
+
+    def _executor(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                context = multiprocessing.get_context("spawn")
+                self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=start_worker)
+            return self._pool
+
+    def _pickled(self, model: LoadedModel) -> tuple[str, bytes]:
+        with self._lock:
+            if self._model is None or self._model[0] is not model:
+                data = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+                self._model = (model, f"{id(model)}-{model.run_id}-{model.version}", data)
+            return self._model[1], self._model[2]
+
+    def _submit(self, task: ScoringTask) -> Future[Job | None]:
+        try:
+            return self._executor().submit(_run, task)
+        except BrokenProcessPool:
+            self._forget_pool()
+            return self._executor().submit(_run, task)
+
+    def _forget_pool(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    async def run(
+        self,
+        path: Path,
+        filename: str | None,
+        folder: Path,
+        job_id: str,
+        model: LoadedModel,
+        model_identity: dict[str, Any],
+        limits: Limits,
+        max_reject_rate: float,
+        recorder: Monitor | None,
+        cancel: asyncio.Event,
+    ) -> Job:
+        """Score the upload saved at ``path`` in a worker; raises ``Cancelled`` once ``cancel`` is set
+        (after the worker has stopped), ``WorkerLost`` if the worker died, and what ``score_upload`` raises."""
+        key, data = await asyncio.to_thread(self._pickled, model)
+        task = ScoringTask(path, filename, folder, job_id, key, data, model_identity, limits, max_reject_rate, recorder)
+        future = asyncio.wrap_future(await asyncio.to_thread(self._submit, task))
+        self._running.add(folder)
+        stopper = asyncio.ensure_future(cancel.wait())
+        try:
+            waits: set[asyncio.Future[Any]] = {future, stopper}
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            if not future.done():
+                (folder / CANCEL_FILE).touch()
+            job = await future  # a cancelled job ends at its next block: seconds at most
+        except BrokenProcessPool as exc:
+            self._forget_pool()
+            raise WorkerLost("the scoring worker stopped unexpectedly; try again") from exc
+        except _InputFailure as exc:
+            reason, file, column, rows = exc.args
+            raise InputError(reason, file=file, column=column, rows=rows) from None
+        finally:
+            stopper.cancel()
+            if not future.done() and folder.exists():  # this request itself was cancelled
+                (folder / CANCEL_FILE).touch()
+            self._running.discard(folder)
+        if job is None:
+            raise Cancelled("the client left")
+        return job
+
+    def close(self) -> None:
+        """Stop the running jobs at their next block and the workers (called on shutdown)."""
+        for folder in list(self._running):
+            if folder.exists():
+                (folder / CANCEL_FILE).touch()
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
