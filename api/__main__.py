@@ -17,7 +17,7 @@ MAX_HEAD_BYTES = 16 * 1024
 
 
 def main() -> None:
-    """Run one uvicorn worker: the model and the scoring jobs live in this process."""
+    """Run one uvicorn worker: it holds the model and starts the file-scoring job workers."""
     settings = Settings()
     uvicorn.run(
         "api.main:app",

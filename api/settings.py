@@ -78,7 +78,11 @@ class Settings(BaseSettings):
         1_000_000, alias="API_MAX_UPLOAD_ROWS", ge=1, description="Data rows of one uploaded file (two years)."
     )
     max_concurrent_jobs: int = Field(
-        2, alias="API_MAX_CONCURRENT_JOBS", ge=1, description="File-scoring jobs at once; more get 429."
+        2,
+        alias="API_MAX_CONCURRENT_JOBS",
+        ge=1,
+        description="File-scoring jobs at once, uploads being received included (each job runs in a worker "
+        "process of its own); more get 429.",
     )
     job_cache_dir: Path | None = Field(
         None, alias="API_JOB_CACHE_DIR", description="Folder of the local copies of job files (default: temp)."
