@@ -4,10 +4,12 @@ answers /ready (a champion is loaded) and the dashboard answers its health check
 python -m benchmarks fresh
 
 The clone is of this checkout's HEAD (committed files only), into a temporary folder; uv's
-cache and pip's are empty, so every package is downloaded; ports are random. The phases are
-read off the clone: `.venv/.installed-run` marks the end of the install (`make setup-run`, the
-runtime extras only), /health the start of the servers (after `dvc repro register`), /ready
-the champion loaded. Needs the network to PyPI.
+cache and pip's are empty, so every package is downloaded; ports are random; the environment is
+a user's shell (no VIRTUAL_ENV, no PYTHONDONTWRITEBYTECODE). The phases are read off the clone:
+`.venv/.installed-run` marks the end of the install (`make setup-run`, the runtime extras only),
+each "Running stage" line of `dvc repro` the start of a stage, /health the start of the servers
+(beside the pipeline), /ready the champion loaded. Needs the network to PyPI.
+FRESH_KEEP_LOG=path keeps make's output.
 """
 
 from __future__ import annotations
@@ -61,8 +63,10 @@ def measure(work: Path) -> dict[str, float]:
         "PIP_NO_CACHE_DIR": "1",
         "OMP_WAIT_POLICY": "PASSIVE",
     }
-    env.pop("VIRTUAL_ENV", None)
-    env.pop("UV", None)
+    # A user's shell: no active venv, no uv of ours, and Python caching bytecode as it does by
+    # default (a sandbox's PYTHONDONTWRITEBYTECODE=1 makes every process compile its imports again).
+    for name in ("VIRTUAL_ENV", "UV", "PYTHONDONTWRITEBYTECODE"):
+        env.pop(name, None)
     marks: dict[str, float] = {}
     start = time.perf_counter()
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True, env=env)
