@@ -53,10 +53,21 @@ lock: | $(UV_DEP)  ## re-resolve uv.lock after a change of pyproject.toml (upgra
 repro: setup-run  ## rebuild whatever is out of date in the DVC pipeline (trains if needed)
 	dvc repro
 
-# Serving needs the registered champion, not the batch predictions: repro up to `register`.
-run: setup-run  ## install what running needs, train if needed, then serve the API and the dashboard until Ctrl-C
-	dvc repro register
-	@$(MAKE) --no-print-directory serve
+# Serving needs the registered champion, not the batch predictions: repro up to `register`. The
+# servers start beside the pipeline, not after it: the API answers /health at once and serves the
+# champion as soon as `register` names it (it follows the alias every RUN_POLL_SECONDS), and the
+# empty MLflow store is built meanwhile (pipeline.tracking_store: whole or not at all, so the
+# polling API never sees it half-made). Both run niced: on 2 cores the stages come first, and
+# the servers' start-up takes what the single-threaded stages leave. A failed repro stops both
+# servers; Ctrl-C stops everything.
+RUN_POLL_SECONDS ?= 1
+run: setup-run  ## install what running needs, then serve the API and the dashboard (until Ctrl-C) while the pipeline trains if needed
+	@stop() { trap - INT TERM EXIT; kill $$serve $$store 2>/dev/null; wait $$serve $$store 2>/dev/null; }; \
+	trap 'stop; exit 130' INT; trap 'stop; exit 143' TERM; trap stop EXIT; \
+	nice -n 10 $(PY) -m pipeline.tracking_store & store=$$!; \
+	API_MODEL_POLL_SECONDS=$(RUN_POLL_SECONDS) nice -n 5 $(MAKE) --no-print-directory serve & serve=$$!; \
+	dvc repro register || exit $$?; \
+	wait $$serve
 
 # `python -m api` is uvicorn with the limits of api/settings.py (API_LIMIT_CONCURRENCY...).
 # Ctrl-C (or TERM) stops both servers once and exits 130 (143 for TERM); if one server dies by

@@ -21,7 +21,7 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 
 from pipeline.calibration import calibration_report
 from pipeline.config import MODEL_DIR, REPORTS_DIR, params
-from pipeline.metrics import classification_metrics, confusion, rates
+from pipeline.metrics import classification_metrics, confusion, confusion_counts, rates
 from pipeline.model import LoadedModel, load_local
 from pipeline.places import commune_centres, typical_accident
 from pipeline.records import ID_COLUMN, TARGET
@@ -35,9 +35,10 @@ log = logging.getLogger(__name__)
 
 def threshold_table(y: np.ndarray, proba: np.ndarray, step: float = 0.01) -> pd.DataFrame:
     """Confusion counts and rates at every threshold from 0 to 1 by ``step``."""
+    thresholds = np.round(np.arange(0, 1 + step / 2, step), 4)
+    counts = confusion_counts(y, proba, thresholds)
     rows = []
-    for t in np.round(np.arange(0, 1 + step / 2, step), 4):
-        cm = confusion(y, proba, float(t))
+    for t, cm in zip(thresholds, counts.to_dict("records"), strict=True):
         rows.append({"threshold": float(t), **cm, **rates(cm)})
     return pd.DataFrame(rows)
 

@@ -8,9 +8,6 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-import pooch
-import requests
-
 from pipeline.config import BUNDLED_DIR, CACHE_DIR, INTERIM_DIR, params
 from pipeline.errors import InputError
 from pipeline.raw_tables import find_tables, read_year
@@ -73,6 +70,10 @@ DATAGOUV_SHA1: Mapping[tuple[int, str], str] = {
 
 def download(url: str, dest: Path, sha1: str | None = None, timeout: float = 60.0, retries: int = 3) -> Path:
     """Download ``url`` to ``dest`` (pooch: atomic, retried), checking sha1 when known; reuse a valid cache."""
+    # Imported here: the bundled source, the default, never downloads.
+    import pooch
+    import requests
+
     fetcher = pooch.create(
         path=dest.parent,
         base_url="",

@@ -41,6 +41,7 @@ from pipeline.monitoring.profile import Profile, build_profile
 from pipeline.records import ID_COLUMN, RECORD_COLUMNS, TARGET
 from pipeline.settings import PipelineSettings
 from pipeline.storage import sha256_of, write_json_atomic
+from pipeline.tracking_store import ensure_store
 from pipeline.train import booster_params, load_years
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ def configure_mlflow(settings: PipelineSettings) -> str:
     """Point MLflow at the tracking server and make sure the experiment exists; returns its id."""
     import mlflow
 
+    ensure_store(settings.mlflow_tracking_uri)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
     client = mlflow.MlflowClient()

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.servers import free_port, wait_http
@@ -28,6 +29,16 @@ pytestmark = pytest.mark.slow
 def port_open(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def processes_in(folder: Path) -> list[str]:
+    """Command lines of the processes whose working directory is ``folder`` or below."""
+    found = []
+    for proc in psutil.process_iter(["cwd", "cmdline"]):
+        cwd = proc.info["cwd"]
+        if cwd and (Path(cwd) == folder or folder in Path(cwd).parents):
+            found.append(" ".join(proc.info["cmdline"] or []))
+    return found
 
 
 def test_ctrl_c_stops_both_servers(tmp_path: Path) -> None:
@@ -74,3 +85,48 @@ def test_ctrl_c_stops_both_servers(tmp_path: Path) -> None:
         time.sleep(0.2)
     assert not port_open(api_port), "the API still listens after Ctrl-C"
     assert not port_open(app_port), "the dashboard still listens after Ctrl-C"
+
+
+def test_run_serves_while_the_pipeline_runs_and_ctrl_c_stops_all(tmp_path: Path) -> None:
+    """`make run` on a fresh clone: both servers answer before `dvc repro` is done, and Ctrl-C
+    in the middle of the pipeline stops the stages, the servers and the store's preparation."""
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
+    api_port, app_port = free_port(), free_port()
+    venv = Path(sys.executable).parent.parent
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    env.pop("MLFLOW_TRACKING_URI", None)  # the clone's own default store, sqlite:///mlflow.db
+    log = (tmp_path / "make.log").open("wb")
+    # The test's venv stands for the clone's: `-o` keeps make from installing into it.
+    args = ["run", f"VENV={venv}", "-o", f"{venv}/.installed-run", f"API_PORT={api_port}", f"APP_PORT={app_port}"]
+    proc = subprocess.Popen(
+        ["make", "--no-print-directory", *args],
+        cwd=clone,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{api_port}/health", 180, proc)
+        wait_http(f"http://127.0.0.1:{app_port}/_stcore/health", 180, proc)
+        assert not (clone / "reports" / "registry.json").exists(), "the pipeline ended before the servers answered"
+        os.killpg(proc.pid, signal.SIGINT)
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+    output = (tmp_path / "make.log").read_text(errors="replace")
+    assert code in (0, 130, 2, -signal.SIGINT), output
+    deadline = time.monotonic() + 10
+    while (port_open(api_port) or port_open(app_port)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not port_open(api_port), "the API still listens after Ctrl-C"
+    assert not port_open(app_port), "the dashboard still listens after Ctrl-C"
+    deadline = time.monotonic() + 10
+    while (left := processes_in(clone)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"processes still run in the clone: {left}"
+    assert not list(clone.glob(".mlflow.db.*.tmp")), "a half-made MLflow store was left behind"
