@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.settings import Settings
-from pipeline.batch import inputs, outputs
+from pipeline.batch import inputs
 from pipeline.batch.cli import main
 from pipeline.cli import EXIT_INPUT, EXIT_IO
 from tests.api_helpers import wait_ready
@@ -234,19 +234,6 @@ def test_rows_at_the_cap_are_accepted(client: TestClient) -> None:
     status, body, _ = post(client, "records.csv", repeated(3, ROWS_CAP))
     assert status == 200, body
     assert body["rows_total"] == ROWS_CAP
-
-
-def no_space(*args: object, **kwargs: object) -> None:
-    raise OSError(errno.ENOSPC, "No space left on device")
-
-
-def test_full_tmpdir_is_507(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(outputs.OutputFiles, "write_scored", no_space)
-    status, body, _ = post(client, "records.csv", real_csv())
-    assert status == 507, body
-    assert "no space left" in str(body["detail"]) and "TMPDIR" in str(body["detail"])
-    monkeypatch.undo()
-    assert post(client, "records.csv", real_csv())[0] == 200  # and it works again once there is room
 
 
 def test_full_tmpdir_while_extracting_is_507(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
