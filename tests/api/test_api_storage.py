@@ -5,9 +5,11 @@ the job worker writes the scored rows."""
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,7 +54,7 @@ def test_full_tmpdir_is_a_507_and_leaves_nothing(
 ) -> None:
     jobs_dir = tmp_path / "jobs"
     settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         MLFLOW_TRACKING_URI=registry.tracking_uri,
         MONITOR_RECORD=False,
         API_MAX_CONCURRENT_JOBS=1,
@@ -91,7 +93,7 @@ def test_a_job_folder_that_fills_up_while_scoring_is_a_507(
     monkeypatch.setattr(score_route, "save_job_input", save_and_note)
     with tmpfs(tmp_path / "jobs", "40k") as jobs_dir:
         settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
             MLFLOW_TRACKING_URI=registry.tracking_uri,
             MONITOR_RECORD=False,
             API_MAX_CONCURRENT_JOBS=1,
@@ -109,3 +111,29 @@ def test_a_job_folder_that_fills_up_while_scoring_is_a_507(
             published = {p.name for p in jobs_dir.rglob("*") if p.is_file()}
             assert not published & {"scored.parquet", "scored.csv", "rejects.csv", "summary.json"}, published
             assert client.get("/health").status_code == 200
+
+
+def test_a_full_tmpdir_while_the_worker_extracts_a_zip_is_a_507(registry, tmp_path: Path) -> None:
+    """A zip (a few KB) whose member does not fit in the job worker's TMPDIR, where zips are
+    extracted: 507, the same words, and the next small CSV is scored."""
+    upload = real_csv(4)  # 128 KB of records, a few KB zipped
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("records.csv", upload)
+    with tmpfs(tmp_path / "tmp", "40k") as tmp, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TMPDIR", str(tmp))  # read by the job worker when it starts (spawned by the first job)
+        settings = Settings(
+            _env_file=None,
+            MLFLOW_TRACKING_URI=registry.tracking_uri,
+            MONITOR_RECORD=False,
+            API_MAX_CONCURRENT_JOBS=1,
+            API_JOB_CACHE_DIR=str(tmp_path / "jobs"),
+        )
+        with TestClient(create_app(settings)) as client:
+            wait_ready(client)
+            response = client.post("/score/file", files={"file": ("records.zip", buffer.getvalue(), "application/zip")})
+            assert response.status_code == 507, response.text
+            assert "no space left" in response.json()["detail"], response.text
+            assert list(tmp.iterdir()) == []  # the worker's partial extraction is gone
+            small = client.post("/score/file", files={"file": ("small.csv", real_csv(1), "text/csv")})
+            assert small.status_code == 200, small.text

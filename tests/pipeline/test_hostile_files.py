@@ -20,7 +20,6 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.settings import Settings
-from pipeline.batch import inputs
 from pipeline.batch.cli import main
 from pipeline.cli import EXIT_INPUT, EXIT_IO
 from tests.api_helpers import wait_ready
@@ -234,20 +233,6 @@ def test_rows_at_the_cap_are_accepted(client: TestClient) -> None:
     status, body, _ = post(client, "records.csv", repeated(3, ROWS_CAP))
     assert status == 200, body
     assert body["rows_total"] == ROWS_CAP
-
-
-def test_full_tmpdir_while_extracting_is_507(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(inputs, "READ_CHUNK", 1024)
-    real_open = Path.open
-
-    def full_open(self: Path, mode: str = "r", *args: object, **kwargs: object) -> object:
-        if "w" in mode and "score-zip-" in str(self):
-            raise OSError(errno.ENOSPC, "No space left on device", str(self))
-        return real_open(self, mode, *args, **kwargs)  # type: ignore[call-overload]
-
-    monkeypatch.setattr(Path, "open", full_open)
-    status, body, _ = post(client, "records.zip", zipped({"records.csv": real_csv()}))
-    assert status == 507, body
 
 
 # --- the CLI
