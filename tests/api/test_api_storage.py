@@ -42,6 +42,20 @@ def tmpfs(folder: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", str(folder)], check=True)
 
 
+@contextmanager
+def one_slot_client(registry: Any, jobs_dir: Path) -> Iterator[TestClient]:
+    """The API with one job slot, its job folders in ``jobs_dir``, no scoring runs recorded."""
+    settings = Settings(
+        _env_file=None,
+        MLFLOW_TRACKING_URI=registry.tracking_uri,
+        MONITOR_RECORD=False,
+        API_MAX_CONCURRENT_JOBS=1,
+        API_JOB_CACHE_DIR=str(jobs_dir),
+    )
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
 @pytest.fixture
 def tiny_tmpdir(tmp_path: Path) -> Iterator[Path]:
     """A 1 MB tmpfs."""
@@ -53,14 +67,7 @@ def test_full_tmpdir_is_a_507_and_leaves_nothing(
     registry, tiny_tmpdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     jobs_dir = tmp_path / "jobs"
-    settings = Settings(
-        _env_file=None,
-        MLFLOW_TRACKING_URI=registry.tracking_uri,
-        MONITOR_RECORD=False,
-        API_MAX_CONCURRENT_JOBS=1,
-        API_JOB_CACHE_DIR=str(jobs_dir),
-    )
-    with TestClient(create_app(settings)) as client:
+    with one_slot_client(registry, jobs_dir) as client:
         wait_ready(client)  # the model is downloaded through the real temporary folder
         monkeypatch.setattr(tempfile, "tempdir", str(tiny_tmpdir))
         big = real_csv(80)  # 2.5 MB: spooled to disk past 1 MB, where the tmpfs is full
@@ -91,26 +98,18 @@ def test_a_job_folder_that_fills_up_while_scoring_is_a_507(
         return path
 
     monkeypatch.setattr(score_route, "save_job_input", save_and_note)
-    with tmpfs(tmp_path / "jobs", "40k") as jobs_dir:
-        settings = Settings(
-            _env_file=None,
-            MLFLOW_TRACKING_URI=registry.tracking_uri,
-            MONITOR_RECORD=False,
-            API_MAX_CONCURRENT_JOBS=1,
-            API_JOB_CACHE_DIR=str(jobs_dir),
-        )
-        with TestClient(create_app(settings)) as client:
-            wait_ready(client)
-            upload = real_csv(1)
-            assert 16 * 1024 < len(upload) < 36 * 1024
-            response = client.post("/score/file", files={"file": ("records.csv", upload, "text/csv")})
-            assert response.status_code == 507, response.text
-            detail = response.json()["detail"]
-            assert "no space left" in detail and "TMPDIR" in detail, detail
-            assert saved == [len(upload)]  # the upload was stored: the worker ran out of room
-            published = {p.name for p in jobs_dir.rglob("*") if p.is_file()}
-            assert not published & {"scored.parquet", "scored.csv", "rejects.csv", "summary.json"}, published
-            assert client.get("/health").status_code == 200
+    with tmpfs(tmp_path / "jobs", "40k") as jobs_dir, one_slot_client(registry, jobs_dir) as client:
+        wait_ready(client)
+        upload = real_csv(1)
+        assert 16 * 1024 < len(upload) < 36 * 1024
+        response = client.post("/score/file", files={"file": ("records.csv", upload, "text/csv")})
+        assert response.status_code == 507, response.text
+        detail = response.json()["detail"]
+        assert "no space left" in detail and "TMPDIR" in detail, detail
+        assert saved == [len(upload)]  # the upload was stored: the worker ran out of room
+        published = {p.name for p in jobs_dir.rglob("*") if p.is_file()}
+        assert not published & {"scored.parquet", "scored.csv", "rejects.csv", "summary.json"}, published
+        assert client.get("/health").status_code == 200
 
 
 def test_a_full_tmpdir_while_the_worker_extracts_a_zip_is_a_507(registry, tmp_path: Path) -> None:
@@ -122,14 +121,7 @@ def test_a_full_tmpdir_while_the_worker_extracts_a_zip_is_a_507(registry, tmp_pa
         archive.writestr("records.csv", upload)
     with tmpfs(tmp_path / "tmp", "40k") as tmp, pytest.MonkeyPatch.context() as mp:
         mp.setenv("TMPDIR", str(tmp))  # read by the job worker when it starts (spawned by the first job)
-        settings = Settings(
-            _env_file=None,
-            MLFLOW_TRACKING_URI=registry.tracking_uri,
-            MONITOR_RECORD=False,
-            API_MAX_CONCURRENT_JOBS=1,
-            API_JOB_CACHE_DIR=str(tmp_path / "jobs"),
-        )
-        with TestClient(create_app(settings)) as client:
+        with one_slot_client(registry, tmp_path / "jobs") as client:
             wait_ready(client)
             response = client.post("/score/file", files={"file": ("records.zip", buffer.getvalue(), "application/zip")})
             assert response.status_code == 507, response.text
