@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 
 class InputError(ValueError):
@@ -25,6 +27,11 @@ class InputError(ValueError):
         self.rows = list(rows)
         self.reason = message
         super().__init__(self._format())
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        # Pickling (a job worker's error on its way back to the API) rebuilds an exception from
+        # its positional arguments only: keep the file, column and rows too.
+        return partial(InputError, file=self.file, column=self.column, rows=self.rows), (self.reason,)
 
     def _format(self) -> str:
         where = []

@@ -17,7 +17,14 @@ from api.routes.jobs import job_files
 from api.schemas import BAD_BODY, NO_MODEL, ErrorResponse, rows_of
 from api.services.job_runner import WorkerLost
 from api.services.jobs import monitor
-from api.services.scoring import StorageFull, UnsupportedUpload, UploadTooLarge, save_job_input, upload_limits
+from api.services.scoring import (
+    StorageFull,
+    UnsupportedUpload,
+    UploadJob,
+    UploadTooLarge,
+    save_job_input,
+    upload_limits,
+)
 from api.uploads import CLIENT_CLOSED, UploadRoute, disconnect_event
 from pipeline.batch.stop import Cancelled
 from pipeline.batch.summary import DEFAULT_MAX_REJECT_RATE
@@ -112,18 +119,17 @@ async def score_file(
     try:
         path = await run_in_threadpool(save_job_input, file.file, file.filename, folder)
         async with disconnect_event(request) as client_left:
-            job = await jobs.runner.run(
+            upload = UploadJob(
                 path,
                 file.filename,
                 folder,
                 job_id,
-                serving.model,
                 serving.identity.model_dump(),
                 upload_limits(settings),
                 max_reject_rate,
                 monitor(settings, file.filename[:200] if file.filename else None),
-                client_left,
             )
+            job = await jobs.runner.run(upload, serving.model, client_left)
         first_page = await run_in_threadpool(job.page, 1, page_size)
         done = True
     except Cancelled:

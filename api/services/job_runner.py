@@ -16,8 +16,7 @@ gives back to the waiting request at once.
 * Cancelling: processes share no ``threading.Event``. The parent creates ``CANCEL_FILE`` in the
   job's folder; a thread in the worker sets the run's stop event when it appears
   (``pipeline.batch.stop.stop_when``), and the orchestrator stops at its next block.
-* Errors cross the process boundary pickled; ``InputError`` keeps its keyword fields only as
-  ``_InputFailure`` (pickling rebuilds an exception from its positional arguments).
+* Errors cross the process boundary pickled (``InputError`` keeps its file, column and rows).
 """
 
 from __future__ import annotations
@@ -33,12 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from api.jobs import Job
-from api.services.scoring import score_upload
+from api.services.scoring import UploadJob, score_upload
 from api.services.worker_start import start_worker
-from pipeline.batch.limits import Limits
-from pipeline.batch.monitor import Monitor
 from pipeline.batch.stop import Cancelled, stop_when
-from pipeline.errors import InputError
 from pipeline.model import LoadedModel
 
 CANCEL_FILE = ".cancel"  # created in a job's folder to stop its run
@@ -51,22 +47,11 @@ class WorkerLost(RuntimeError):
 
 @dataclass(frozen=True)
 class ScoringTask:
-    """Everything a worker needs for one job (pickled to it)."""
+    """Everything a worker needs for one job (pickled to it): the upload and the model."""
 
-    path: Path
-    filename: str | None
-    folder: Path
-    job_id: str
+    upload: UploadJob
     model_key: str
     model_pickle: bytes
-    model_identity: dict[str, Any]
-    limits: Limits
-    max_reject_rate: float
-    recorder: Monitor | None
-
-
-class _InputFailure(Exception):
-    """An ``InputError`` on its way back from a worker: (reason, file, column, rows)."""
 
 
 # --- in the worker process
@@ -91,25 +76,13 @@ def _watch_cancel(flag: Path, event: threading.Event, done: threading.Event) -> 
 def _run(task: ScoringTask) -> Job | None:
     """Score one saved upload (in a worker); None when cancelled."""
     event, done = threading.Event(), threading.Event()
-    watcher = threading.Thread(target=_watch_cancel, args=(task.folder / CANCEL_FILE, event, done), daemon=True)
+    watcher = threading.Thread(target=_watch_cancel, args=(task.upload.folder / CANCEL_FILE, event, done), daemon=True)
     watcher.start()
     try:
         with stop_when(event):
-            return score_upload(
-                task.path,
-                task.filename,
-                task.folder,
-                task.job_id,
-                _model(task.model_key, task.model_pickle),
-                task.model_identity,
-                task.limits,
-                task.max_reject_rate,
-                task.recorder,
-            )
+            return score_upload(task.upload, _model(task.model_key, task.model_pickle))
     except Cancelled:
         return None
-    except InputError as exc:
-        raise _InputFailure(exc.reason, exc.file, exc.column, exc.rows) from None
     finally:
         done.set()
         watcher.join()
@@ -155,23 +128,12 @@ class JobRunner:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
 
-    async def run(
-        self,
-        path: Path,
-        filename: str | None,
-        folder: Path,
-        job_id: str,
-        model: LoadedModel,
-        model_identity: dict[str, Any],
-        limits: Limits,
-        max_reject_rate: float,
-        recorder: Monitor | None,
-        cancel: asyncio.Event,
-    ) -> Job:
-        """Score the upload saved at ``path`` in a worker; raises ``Cancelled`` once ``cancel`` is set
+    async def run(self, upload: UploadJob, model: LoadedModel, cancel: asyncio.Event) -> Job:
+        """Score ``upload`` with ``model`` in a worker; raises ``Cancelled`` once ``cancel`` is set
         (after the worker has stopped), ``WorkerLost`` if the worker died, and what ``score_upload`` raises."""
         key, data = await asyncio.to_thread(self._pickled, model)
-        task = ScoringTask(path, filename, folder, job_id, key, data, model_identity, limits, max_reject_rate, recorder)
+        task = ScoringTask(upload, key, data)
+        folder = upload.folder
         future = asyncio.wrap_future(await asyncio.to_thread(self._submit, task))
         self._running.add(folder)
         stopper = asyncio.ensure_future(cancel.wait())
@@ -184,9 +146,6 @@ class JobRunner:
         except BrokenProcessPool as exc:
             self._forget_pool()
             raise WorkerLost("the scoring worker stopped unexpectedly; try again") from exc
-        except _InputFailure as exc:
-            reason, file, column, rows = exc.args
-            raise InputError(reason, file=file, column=column, rows=rows) from None
         finally:
             stopper.cancel()
             if not future.done() and folder.exists():  # this request itself was cancelled

@@ -11,6 +11,7 @@ import errno
 import logging
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -130,24 +131,29 @@ def save_job_input(upload: IO[bytes], filename: str | None, folder: Path) -> Pat
         raise error from exc
 
 
-def score_upload(
-    path: Path,
-    filename: str | None,
-    folder: Path,
-    job_id: str,
-    model: LoadedModel,
-    model_identity: dict[str, Any],
-    limits: Limits,
-    max_reject_rate: float,
-    recorder: Monitor | None = None,
-) -> Job:
-    """Score the upload saved at ``path`` (``save_job_input``) into ``folder`` (blocking: the API
-    runs it in a worker process, ``api.services.job_runner``).
+@dataclass(frozen=True)
+class UploadJob:
+    """One saved upload to score, and how (pickled to a job worker as it is)."""
+
+    path: Path  # where ``save_job_input`` saved it
+    filename: str | None  # as the client named it
+    folder: Path  # the job's folder, where the outputs go
+    job_id: str
+    model_identity: dict[str, Any]
+    limits: Limits
+    max_reject_rate: float
+    recorder: Monitor | None = None
+
+
+def score_upload(upload: UploadJob, model: LoadedModel) -> Job:
+    """Score a saved upload into its job's folder (blocking: the API runs it in a worker
+    process, ``api.services.job_runner``).
 
     Raises ``UploadTooLarge``, ``StorageFull`` or ``InputError`` (naming the uploaded file, never
     its path on the server). With a ``recorder`` the job is recorded as a scoring run in MLflow
     and its id is the run's (a failed log leaves the local id, with a warning).
     """
+    path, filename, folder, recorder = upload.path, upload.filename, upload.folder, upload.recorder
     inputs = path.parent
     parquet, rejects_csv, _ = output_paths(folder / "scored.parquet")
     try:
@@ -156,8 +162,8 @@ def score_upload(
             parquet,
             model,
             with_features=True,
-            max_reject_rate=max_reject_rate,
-            limits=limits,
+            max_reject_rate=upload.max_reject_rate,
+            limits=upload.limits,
             monitor=recorder,
         )
     except LimitExceeded as exc:
@@ -178,7 +184,7 @@ def score_upload(
         entry["path"] = _relative(str(entry.get("path", "")), inputs)
     counts = summary["counts"]
     return Job(
-        job_id=recorder.run_id if recorder is not None and recorder.run_id else job_id,
+        job_id=recorder.run_id if recorder is not None and recorder.run_id else upload.job_id,
         folder=folder,
         parquet=parquet,
         rejects_csv=rejects_csv,
@@ -186,7 +192,7 @@ def score_upload(
         rejects=first_rejects(rejects_csv),
         rejects_total=counts["rejected_cells"],
         rows_total=counts["scored"],
-        model=model_identity,
+        model=upload.model_identity,
         verdict=recorder.record.drift.verdict if recorder is not None and recorder.record is not None else None,
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,14 @@ def test_message_lists_at_most_five_lines() -> None:
     message = str(InputError("bad", file="f.csv", rows=range(2, 12)))
     assert message == "file f.csv, lines 2, 3, 4, 5, 6 (+5 more): bad"
     assert str(InputError("plain")) == "plain"
+
+
+def test_input_error_keeps_its_fields_through_pickle() -> None:
+    # How a job worker's error reaches the API process.
+    error = InputError("not a number", file="records.csv", column="lat", rows=[3, 7])
+    back = pickle.loads(pickle.dumps(error))
+    assert isinstance(back, InputError) and str(back) == str(error)
+    assert (back.reason, back.file, back.column, back.rows) == ("not a number", "records.csv", "lat", [3, 7])
 
 
 def test_success_returns_normally() -> None:
