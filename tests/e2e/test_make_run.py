@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -41,8 +42,46 @@ def processes_in(folder: Path) -> list[str]:
     return found
 
 
+def start_make(args: list[str], cwd: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``make ARGS`` in a process group of its own, as a terminal's foreground job."""
+    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            ["make", "--no-print-directory", *args],
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def serve_then_ctrl_c(proc: subprocess.Popen[bytes], ports: tuple[int, int], timeout: float, check: Any = None) -> int:
+    """Wait for the API and the dashboard on ``ports``, run ``check``, send Ctrl-C to the
+    group; make's exit code (the group is killed whatever happens)."""
+    api_port, app_port = ports
+    try:
+        wait_http(f"http://127.0.0.1:{api_port}/health", timeout, proc)
+        wait_http(f"http://127.0.0.1:{app_port}/_stcore/health", timeout, proc)
+        if check is not None:
+            check()
+        os.killpg(proc.pid, signal.SIGINT)
+        return proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def assert_ports_closed(ports: tuple[int, int]) -> None:
+    deadline = time.monotonic() + 10
+    while any(port_open(port) for port in ports) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not port_open(ports[0]), "the API still listens after Ctrl-C"
+    assert not port_open(ports[1]), "the dashboard still listens after Ctrl-C"
+
+
 def test_ctrl_c_stops_both_servers(tmp_path: Path) -> None:
-    api_port, app_port = free_port(), free_port()
+    ports = (free_port(), free_port())
     venv = Path(sys.executable).parent.parent
     env = {
         **os.environ,
@@ -50,41 +89,12 @@ def test_ctrl_c_stops_both_servers(tmp_path: Path) -> None:
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
         "OMP_WAIT_POLICY": "PASSIVE",
     }
-    log = (tmp_path / "make.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            "make",
-            "--no-print-directory",
-            "-C",
-            str(ROOT),
-            "serve",
-            f"VENV={venv}",
-            f"API_PORT={api_port}",
-            f"APP_PORT={app_port}",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group, as a terminal's foreground job
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{api_port}/health", 90, proc)
-        wait_http(f"http://127.0.0.1:{app_port}/_stcore/health", 90, proc)
-        os.killpg(proc.pid, signal.SIGINT)
-        code = proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+    args = ["-C", str(ROOT), "serve", f"VENV={venv}", f"API_PORT={ports[0]}", f"APP_PORT={ports[1]}"]
+    code = serve_then_ctrl_c(start_make(args, ROOT, env, tmp_path / "make.log"), ports, 90)
     output = (tmp_path / "make.log").read_text(errors="replace")
     assert code in (0, 130, -signal.SIGINT), output
     assert "Segmentation fault" not in output, output
-    deadline = time.monotonic() + 10
-    while (port_open(api_port) or port_open(app_port)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not port_open(api_port), "the API still listens after Ctrl-C"
-    assert not port_open(app_port), "the dashboard still listens after Ctrl-C"
+    assert_ports_closed(ports)
 
 
 def test_run_serves_while_the_pipeline_runs_and_ctrl_c_stops_all(tmp_path: Path) -> None:
@@ -92,39 +102,20 @@ def test_run_serves_while_the_pipeline_runs_and_ctrl_c_stops_all(tmp_path: Path)
     in the middle of the pipeline stops the stages, the servers and the store's preparation."""
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
-    api_port, app_port = free_port(), free_port()
+    ports = (free_port(), free_port())
     venv = Path(sys.executable).parent.parent
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     env.pop("MLFLOW_TRACKING_URI", None)  # the clone's own default store, sqlite:///mlflow.db
-    log = (tmp_path / "make.log").open("wb")
     # The test's venv stands for the clone's: `-o` keeps make from installing into it.
-    args = ["run", f"VENV={venv}", "-o", f"{venv}/.installed-run", f"API_PORT={api_port}", f"APP_PORT={app_port}"]
-    proc = subprocess.Popen(
-        ["make", "--no-print-directory", *args],
-        cwd=clone,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{api_port}/health", 180, proc)
-        wait_http(f"http://127.0.0.1:{app_port}/_stcore/health", 180, proc)
+    args = ["run", f"VENV={venv}", "-o", f"{venv}/.installed-run", f"API_PORT={ports[0]}", f"APP_PORT={ports[1]}"]
+
+    def pipeline_not_done() -> None:
         assert not (clone / "reports" / "registry.json").exists(), "the pipeline ended before the servers answered"
-        os.killpg(proc.pid, signal.SIGINT)
-        code = proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+
+    code = serve_then_ctrl_c(start_make(args, clone, env, tmp_path / "make.log"), ports, 180, pipeline_not_done)
     output = (tmp_path / "make.log").read_text(errors="replace")
     assert code in (0, 130, 2, -signal.SIGINT), output
-    deadline = time.monotonic() + 10
-    while (port_open(api_port) or port_open(app_port)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not port_open(api_port), "the API still listens after Ctrl-C"
-    assert not port_open(app_port), "the dashboard still listens after Ctrl-C"
+    assert_ports_closed(ports)
     deadline = time.monotonic() + 10
     while (left := processes_in(clone)) and time.monotonic() < deadline:
         time.sleep(0.2)
