@@ -6,6 +6,9 @@
   repeats ids; written to a temporary CSV. Goals: >= 100,000 rows/s, peak RSS <= 1.5 GB, and
   at most 2x a bare ``Booster.inplace_predict`` on the same records' matrix, timed in this run
   (each timed three times, alternately; the ratio is of the medians).
+* floor, for both: the CPU of the work no job of that input can skip, each part timed alone
+  (``floor_cpu``: interpreter and imports, the MLflow lookup, the library's parse of the input,
+  the bare prediction), divided by the cores; what the job spends beyond it is its own cost.
 
 The model is trained here on the bundled 2020 files with params.yaml's ``train`` section (the
 production configuration, through ``pipeline.train``'s functions), evaluated on 2021 and
@@ -27,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,7 @@ import pandas as pd
 import psutil
 import pyarrow as pa
 import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 
 os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
@@ -47,6 +51,8 @@ FLAT_ROWS = 1_000_000
 RAW_REPEATS = 3
 FLAT_REPEATS = 3
 BLOCK_ROWS = 40_000  # about what one 8 MiB block of the CSV holds
+UNTHREADED = pa_csv.ReadOptions(use_threads=False)
+SEMICOLON = pa_csv.ParseOptions(delimiter=";")
 GOALS = {"raw_s": 3.0, "flat_rows_per_s": 100_000.0, "flat_peak_rss_gb": 1.5, "flat_ratio": 2.0}
 
 
@@ -177,14 +183,68 @@ def process_start(env: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
-def bench_raw(env: dict[str, str], work: Path) -> dict[str, Any]:
-    """The bundled 2021 raw files, best and median of ``RAW_REPEATS`` runs."""
+def child_cpu(code: str, env: dict[str, str]) -> float:
+    """CPU seconds (user + system, every thread) of ``python -c CODE``, interpreter start included."""
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"python -c {code!r} failed")
+    return usage.ru_utime + usage.ru_stime
+
+
+def floor_cpu(env: dict[str, str], parse: Callable[[], object], model: Any, matrix: np.ndarray) -> dict[str, float]:
+    """CPU seconds of the work no scoring job of this input can skip, each part timed alone.
+
+    * start: Python, pandas, pyarrow and XGBoost imported (XGBoost imports scikit-learn and SciPy);
+    * lookup: the champion alias looked up in MLflow and its files fetched, in a process of its
+      own as the job does (MLflow's import is most of it; the job's monitoring run needs it too);
+    * parse: ``parse()``, the input read by the library a user would call (one thread);
+    * predict: the bare ``inplace_predict`` of the matrix (both threads' CPU);
+    * write: the probabilities, with a row number and the 0/1 label, written to Parquet by pyarrow.
+
+    On ``CORES`` cores a job cannot take less than their sum / ``CORES`` seconds, before it
+    checks a cell, builds a feature, writes a row or counts drift.
+    """
+    lookup = (
+        "import tempfile, pathlib; from pipeline.resolve import resolve; "
+        "resolve('models:/accident-severity@champion', None, pathlib.Path(tempfile.mkdtemp()))"
+    )
+    quiet = {**env, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    parts = {"start": child_cpu("import pipeline.batch.cli, pipeline.model", env), "lookup": child_cpu(lookup, quiet)}
+    start = time.process_time()
+    parse()
+    parts["parse"] = time.process_time() - start
+    start = time.process_time()
+    proba = np.asarray(model.booster.inplace_predict(matrix, validate_features=False), dtype=np.float64)
+    parts["predict"] = time.process_time() - start
+    start = time.process_time()
+    with tempfile.TemporaryDirectory(prefix="bench-floor-") as tmp:
+        scored = {"row": np.arange(len(proba)), "proba": proba, "label": (proba >= model.threshold).astype(np.int8)}
+        pq.write_table(pa.table(scored), Path(tmp) / "scores.parquet")
+    parts["write"] = time.process_time() - start
+    return parts
+
+
+def floor_report(parts: dict[str, float], job_cpu_s: float, cores: int = CORES) -> dict[str, Any]:
+    """The floor's parts, its seconds on ``cores`` cores, and the CPU the job spends beyond it."""
+    cpu = sum(parts.values())
+    return {"cpu_s": parts, "seconds": cpu / cores, "job_extra_cpu_s": job_cpu_s - cpu}
+
+
+def bench_raw(env: dict[str, str], work: Path, model: Any, records: pd.DataFrame) -> dict[str, Any]:
+    """The bundled 2021 raw files, best and median of ``RAW_REPEATS`` runs, and their floor."""
     from pipeline.config import BUNDLED_DIR
 
+    folder = BUNDLED_DIR / "2021"
     out = work / "raw" / "2021.parquet"
-    runs = [run_job([str(BUNDLED_DIR / "2021"), "--output", str(out)], env) for _ in range(RAW_REPEATS)]
+    runs = [run_job([str(folder), "--output", str(out)], env) for _ in range(RAW_REPEATS)]
     seconds = [r["seconds"] for r in runs]
     summary = json.loads(out.with_name("2021.summary.json").read_text())
+
+    def parse() -> None:  # the four tables, as pandas reads them with no options but the separator
+        for table in sorted(folder.glob("*.csv.gz")):
+            pd.read_csv(table, sep=";", low_memory=False)
+
     return {
         "rows": summary["counts"]["input_rows"],
         "best_s": min(seconds),
@@ -192,6 +252,9 @@ def bench_raw(env: dict[str, str], work: Path) -> dict[str, Any]:
         "peak_rss_bytes": max(r["peak_rss_bytes"] for r in runs),
         "in_job_timings_s": summary["timings_s"],
         "import_floor_s": process_start(env),
+        "floor": floor_report(
+            floor_cpu(env, parse, model, model.predict_input(records)), statistics.median(r["cpu_s"] for r in runs)
+        ),
     }
 
 
@@ -208,19 +271,15 @@ def write_flat_csv(records: pd.DataFrame, rows: int, path: Path, seed: int = 202
     return sample
 
 
-def bench_flat(env: dict[str, str], work: Path, records: pd.DataFrame, tracking_uri: str) -> dict[str, Any]:
+def bench_flat(env: dict[str, str], work: Path, model: Any, records: pd.DataFrame) -> dict[str, Any]:
     """1M resampled records: end to end against a bare ``inplace_predict`` of the same matrix.
 
     Both are timed ``FLAT_REPEATS`` times, alternately, and compared by their medians: on a
     shared 2-core machine one run of either can be 10 % off.
     """
-    from pipeline.model import load_model
-
     path = work / "flat.csv"
     sample = write_flat_csv(records, FLAT_ROWS, path)
     out = work / "flat" / "scores.parquet"
-    model = load_model("models:/accident-severity@champion", tracking_uri)
-    model.booster.set_param({"nthread": CORES})
     matrix = model.predict_input(sample)
     jobs: list[dict[str, Any]] = []
     bare: list[float] = []
@@ -238,6 +297,10 @@ def bench_flat(env: dict[str, str], work: Path, records: pd.DataFrame, tracking_
     summary = json.loads(out.with_name("scores.summary.json").read_text())
     seconds = statistics.median(j["seconds"] for j in jobs)
     bare_median = statistics.median(bare)
+    floor = floor_report(
+        floor_cpu(env, lambda: pa_csv.read_csv(path, read_options=UNTHREADED, parse_options=SEMICOLON), model, matrix),
+        statistics.median(j["cpu_s"] for j in jobs),
+    )
     return {
         "rows": FLAT_ROWS,
         "csv_mb": path.stat().st_size / 1e6,
@@ -253,6 +316,7 @@ def bench_flat(env: dict[str, str], work: Path, records: pd.DataFrame, tracking_
         "bare_inplace_predict_blocks_s": bare_blocks,
         "ratio_vs_inplace_predict_blocks": seconds / bare_blocks,
         "identical_to_baseline": bool(np.array_equal(scored, baseline)),
+        "floor": {**floor, "ratio": floor["seconds"] / bare_median},
         "in_job_timings_s": summary["timings_s"],
     }
 
@@ -294,6 +358,19 @@ def report(model: dict[str, Any], raw: dict[str, Any], flat: dict[str, Any], cor
         f"flat vs the same in {BLOCK_ROWS:,}-row slices ({flat['bare_inplace_predict_blocks_s']:.2f} s): ratio "
         f"{flat['ratio_vs_inplace_predict_blocks']:.2f}x; in job: {flat['in_job_timings_s']}"
     )
+    print(describe_floor("raw 2021", raw["floor"], raw["best_s"]))
+    print(describe_floor("flat", flat["floor"], flat["seconds"]))
+
+
+def describe_floor(name: str, floor: dict[str, Any], job_s: float) -> str:
+    """One line: the floor's parts, its seconds (and ratio to the bare predict), what the job adds."""
+    parts = ", ".join(f"{k} {v:.2f}" for k, v in floor["cpu_s"].items())
+    ratio = f", {floor['ratio']:.2f}x the bare predict" if "ratio" in floor else ""
+    return (
+        f"{name} floor: the work no job can skip ({parts} CPU-s) takes {floor['seconds']:.2f} s on {CORES} cores "
+        f"at best{ratio}; the job takes {job_s:.2f} s and {floor['job_extra_cpu_s']:.1f} CPU-s more than the floor "
+        "(checks, features, outputs, hashing, monitoring, summary, and cores waiting)"
+    )
 
 
 def run() -> dict[str, Any]:
@@ -309,8 +386,12 @@ def run() -> dict[str, Any]:
             "MODEL_ALIAS": "champion",
             "LOG_LEVEL": "WARNING",
         }
-        raw = bench_raw(env, work)
-        flat = bench_flat(env, work, test, model["tracking_uri"])
+        from pipeline.model import load_model
+
+        loaded = load_model("models:/accident-severity@champion", model["tracking_uri"])
+        loaded.booster.set_param({"nthread": CORES})
+        raw = bench_raw(env, work, loaded, test)
+        flat = bench_flat(env, work, loaded, test)
     report(model, raw, flat, cores)
     results = {"model": model, "raw": raw, "flat": flat, "goals": GOALS, "cores": cores}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
