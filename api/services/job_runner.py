@@ -12,12 +12,13 @@ gives back to the waiting request at once.
   modules once (``PRELOAD``): no forked copy of the API's threads and locks, as with spawn, but
   no fresh interpreter importing pandas, Arrow, XGBoost and MLflow either. Measured on the
   2-core dev machine (load 1-1.5) with a 150-row upload recorded in MLflow (SQLite): under
-  uvicorn, the first job 8 s after ``/ready`` took 2.6 s instead of 5.6-6.6 s with spawn (the
-  worker still unpickles the model and opens the store), 3.5-4.3 s instead of 6.2-7.2 s right
-  at ``/ready``; the next jobs 0.4 s either way. A fresh pool with the server up (a new app in
-  the tests, or after a dead worker) scores its first unrecorded job in 0.3 s instead of 2.2 s.
-  The server's imports (about 2 s of CPU, once per API process) run at startup beside the
-  model load, at normal priority. The fork server ends with the API process.
+  uvicorn, the first job 8 s after ``/ready`` took 0.8 s instead of 5.0-6.6 s with spawn (the
+  worker still unpickles the model and opens the store), 3.5-4.3 s instead of 6.2-7.3 s right
+  at ``/ready`` (it waits for the server's imports); the next jobs 0.3-0.5 s either way; the
+  time to ``/ready`` did not change (6-9 s on that machine). A fresh pool with the server up (a
+  new app in the tests, or after a dead worker) scores its first recorded job in 0.9-1.0 s
+  instead of about 4 s. The server's imports (about 4 s of CPU, once per API process) run at
+  startup beside the model load, at normal priority. The fork server ends with the API process.
 * Workers start with the first job and stay; a worker that dies (killed, out of memory) breaks
   the pool, its job fails with ``WorkerLost`` (503) and the next job gets a fresh pool (forked
   in milliseconds). A worker takes the API's temporary folder (``start_worker``): forked from
@@ -105,8 +106,14 @@ def _run(task: ScoringTask) -> Job | None:
 # --- in the API process
 
 # What the fork server imports once, so that a worker forked from it starts with them: the job
-# code (pandas, Arrow, XGBoost) and the scoring run's log (MLflow).
-PRELOAD = ("api.services.job_runner", "pipeline.monitoring.tracking", "pipeline.monitoring.record")
+# code (pandas, Arrow, XGBoost), the scoring run's log (MLflow) and MLflow's SQL store, which
+# MLflow imports only when a run is logged to one (the embedded SQLite store of `make run`; 1.7 s).
+PRELOAD = (
+    "api.services.job_runner",
+    "pipeline.monitoring.tracking",
+    "pipeline.monitoring.record",
+    "mlflow.store.tracking.sqlalchemy_store",
+)
 
 
 def worker_context() -> multiprocessing.context.BaseContext:
