@@ -27,6 +27,7 @@ from api.routes import admin, health, jobs, model, places, predict, score
 from api.routes import metrics as metrics_route
 from api.schemas import ErrorResponse
 from api.services.admin_guard import AdminGuard
+from api.services.job_runner import start_fork_server
 from api.services.model_holder import ModelHolder, configure_mlflow
 from api.settings import Settings
 from api.telemetry import MetricsMiddleware, Telemetry
@@ -68,9 +69,10 @@ async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResp
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Start loading and following the model in the background (never blocks startup), and
-    clean the job folder on shutdown."""
+    """Start loading and following the model in the background (never blocks startup) and the
+    job workers' fork server, and clean the job folder on shutdown."""
     install_accept_error_filter()
+    start_fork_server()
     holder: ModelHolder = app.state.holder
     holder.start(app.state.settings.model_poll_seconds)
     try:

@@ -1,21 +1,25 @@
 """The start of a job worker process, kept free of heavy imports.
 
-``ProcessPoolExecutor`` imports a worker's initializer's module before it calls it: defined
-here (``os`` and ``signal`` only), the initializer lowers the worker's priority before the
-worker imports pandas, pyarrow, XGBoost and MLflow for its first job (seconds of CPU that
-would otherwise compete with requests at full priority when two workers start together).
+A worker is forked from the fork server (``api.services.job_runner``), which has imported the
+job's modules already; the initializer, run before its first job, lowers its priority, leaves
+Ctrl-C to the API and points ``tempfile`` at the API's temporary folder. Its module imports
+only the standard library, so that a worker started another way would not import pandas or
+MLflow at full priority before it is niced.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import tempfile
 
 WORKER_NICE = 5  # batch work yields the cores to requests (niceness added to the API's)
 
 
-def start_worker() -> None:
-    """Run first in each job worker: lower its priority; leave Ctrl-C to the API process."""
+def start_worker(tempdir: str) -> None:
+    """Run first in each job worker: lower its priority; leave Ctrl-C to the API process; make
+    ``tempdir`` (the API's, where zips are extracted) the temporary folder."""
     os.nice(WORKER_NICE)
+    tempfile.tempdir = tempdir
     # Ctrl-C reaches the whole process group: the API decides what stops, through the cancel file.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

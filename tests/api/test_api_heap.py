@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import gc
+import time
 import weakref
 
 from fastapi.testclient import TestClient
@@ -19,7 +20,11 @@ def test_the_heap_is_frozen_and_a_reload_frees_the_old_model(registry) -> None:
     settings = Settings(_env_file=None, MLFLOW_TRACKING_URI=registry.tracking_uri, API_KEY=API_KEY)
     with TestClient(create_app(settings)) as client:
         wait_ready(client)
-        # Everything alive after the load is out of the collector's reach: libraries, model.
+        # Everything alive after the load is out of the collector's reach: libraries, model. The
+        # load publishes the model (``/ready``), then freezes the heap: wait for the freeze.
+        deadline = time.monotonic() + 30
+        while gc.get_freeze_count() <= 100_000 and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert gc.get_freeze_count() > 100_000
         first = weakref.ref(client.app.state.holder.current.model)  # type: ignore[attr-defined]
         assert client.post("/admin/reload", headers={"X-API-Key": API_KEY}).status_code == 200

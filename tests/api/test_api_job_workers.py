@@ -1,6 +1,6 @@
 """File-scoring jobs run in worker processes of the API (``api.services.job_runner``): the same
-workers serve job after job, a worker that dies costs its job a 503 (not the server), and
-shutdown leaves no worker behind."""
+workers, forked from one fork server per API process, serve job after job, a worker that dies
+costs its job a 503 (not the server), and shutdown leaves no worker behind."""
 
 from __future__ import annotations
 
@@ -19,13 +19,24 @@ from api.settings import Settings
 from tests.api_helpers import real_csv, wait_ready
 
 
-def job_workers() -> list[psutil.Process]:
-    """This process's multiprocessing children (the TestClient runs the API in this process)."""
+def fork_servers() -> list[psutil.Process]:
+    """This process's multiprocessing fork servers (the TestClient runs the API in this process)."""
     found = []
-    for child in psutil.Process().children(recursive=True):
+    for child in psutil.Process().children():
         try:
-            if "multiprocessing" in " ".join(child.cmdline()) and "resource_tracker" not in " ".join(child.cmdline()):
+            if "multiprocessing.forkserver" in " ".join(child.cmdline()):
                 found.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def job_workers() -> list[psutil.Process]:
+    """The job workers: the fork server's children."""
+    found = []
+    for server in fork_servers():
+        try:
+            found.extend(server.children())
         except psutil.NoSuchProcess:
             continue
     return found
@@ -65,6 +76,7 @@ def test_jobs_run_in_one_lasting_worker_and_shutdown_stops_it(settings: Settings
         assert {p.pid for p in job_workers()} - before == first  # the same worker, still there
     gone = psutil.wait_procs([psutil.Process(pid) for pid in first if psutil.pid_exists(pid)], timeout=10)[1]
     assert gone == []  # shutdown stopped it
+    assert len(fork_servers()) == 1  # started by the app, kept for the next one: it ends with this process
 
 
 def test_a_dead_worker_is_a_503_and_the_next_job_gets_a_new_one(client: TestClient) -> None:

@@ -119,13 +119,16 @@ def test_a_full_tmpdir_while_the_worker_extracts_a_zip_is_a_507(registry, tmp_pa
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("records.csv", upload)
-    with tmpfs(tmp_path / "tmp", "40k") as tmp, pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TMPDIR", str(tmp))  # read by the job worker when it starts (spawned by the first job)
-        with one_slot_client(registry, tmp_path / "jobs") as client:
-            wait_ready(client)
-            response = client.post("/score/file", files={"file": ("records.zip", buffer.getvalue(), "application/zip")})
-            assert response.status_code == 507, response.text
-            assert "no space left" in response.json()["detail"], response.text
-            assert list(tmp.iterdir()) == []  # the worker's partial extraction is gone
-            small = client.post("/score/file", files={"file": ("small.csv", real_csv(1), "text/csv")})
-            assert small.status_code == 200, small.text
+    with (
+        tmpfs(tmp_path / "tmp", "40k") as tmp,
+        pytest.MonkeyPatch.context() as mp,
+        one_slot_client(registry, tmp_path / "jobs") as client,
+    ):
+        wait_ready(client)  # the model is downloaded through the real temporary folder
+        mp.setattr(tempfile, "tempdir", str(tmp))  # the API's, given to the job worker it starts (first job)
+        response = client.post("/score/file", files={"file": ("records.zip", buffer.getvalue(), "application/zip")})
+        assert response.status_code == 507, response.text
+        assert "no space left" in response.json()["detail"], response.text
+        assert list(tmp.iterdir()) == []  # the worker's partial extraction is gone
+        small = client.post("/score/file", files={"file": ("small.csv", real_csv(1), "text/csv")})
+        assert small.status_code == 200, small.text

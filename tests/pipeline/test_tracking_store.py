@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import mlflow
+import pytest
 
 from pipeline.tracking_store import ensure_store, sqlite_file
 
@@ -38,6 +41,33 @@ def test_ensure_store_creates_a_complete_store_once(tmp_path: Path) -> None:
     assert client.get_experiment(experiment).name == "kept"
 
 
+def test_a_store_that_appears_while_migrating_stays(
+    store_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race of two creators, in one process: another store (a copy of a complete one, holding
+    an experiment) appears while this call migrates its temporary file. It is kept as it is, and
+    the loser's temporary file is gone (two real processes: the slow test below)."""
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copyfile(store_template, other / "mlflow.db")
+    kept = mlflow.MlflowClient(tracking_uri=f"sqlite:///{other / 'mlflow.db'}").create_experiment("the winner's")
+    real_client = mlflow.MlflowClient
+
+    def winner_first(*args: Any, **kwargs: Any) -> mlflow.MlflowClient:
+        if not db.exists():
+            shutil.copyfile(other / "mlflow.db", db)  # the other creator links its store now
+        return real_client(*args, **kwargs)
+
+    monkeypatch.setattr(mlflow, "MlflowClient", winner_first)
+    assert ensure_store(uri) is False
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.iterdir() if p.is_file()] == ["mlflow.db"]  # no temporary file left
+    assert mlflow.MlflowClient(tracking_uri=uri).get_experiment(kept).name == "the winner's"
+
+
+@pytest.mark.slow  # two real Python processes, each importing MLflow and migrating a store
 def test_concurrent_creators_leave_one_store(tmp_path: Path) -> None:
     db = tmp_path / "mlflow.db"
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{db}", "PATH": "/usr/bin:/bin"}
