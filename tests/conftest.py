@@ -167,14 +167,17 @@ def trained(
 
 
 @pytest.fixture(scope="session")
-def store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty MLflow SQLite store, made once per session by MLflow itself. Opening a new
-    database runs MLflow's schema migrations (seconds, mostly SQLite commits); a copy of this
-    file is the same fresh store without them."""
-    from mlflow import MlflowClient
+def store_template(request: pytest.FixtureRequest) -> Path:
+    """An empty MLflow SQLite store, made by MLflow itself and kept in pytest's cache (one per
+    MLflow version). Opening a new database runs MLflow's schema migrations (seconds of CPU in
+    every test process); a copy of this file is the same fresh store without them.
+    ``ensure_store`` builds it whole or not at all, so two xdist workers may race for it."""
+    import mlflow
 
-    db = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()  # tables + Default experiment
+    from pipeline.tracking_store import ensure_store
+
+    db = request.config.cache.mkdir("mlflow-store") / f"mlflow-{mlflow.__version__}.db"
+    ensure_store(f"sqlite:///{db}")
     return db
 
 
