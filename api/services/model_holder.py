@@ -55,14 +55,20 @@ def configure_mlflow(settings: Settings) -> None:
     os.environ.setdefault("MLFLOW_SQLALCHEMYSTORE_POOLCLASS", "NullPool")
 
 
-def settle_heap() -> None:
+def settle_heap(*, replaced: bool) -> None:
     """Collect once, then move every object alive (the libraries, the model) out of the cyclic
     garbage collector's reach (``gc.freeze``), so that full collections scan only what requests
     allocate. Large JSON bodies trigger them; over the whole serving heap each was a pause that
     every request waited through (``python -m benchmarks hostile``: /predict p99 203 ms under a
-    flood of hostile bodies, 49 ms frozen). A previous model's objects are unfrozen first, so
-    a reload still frees them."""
-    gc.unfreeze()
+    flood of hostile bodies, 49 ms frozen).
+
+    When the load ``replaced`` a model, the frozen heap is unfrozen first, so that the previous
+    model's objects can be freed; the collection then walks the whole heap (a few tenths of a
+    second). A first load only collects what is not frozen: in a process that froze its heap
+    before (another app in the same process, as in the tests), that is little.
+    """
+    if replaced:
+        gc.unfreeze()
     gc.collect()
     gc.freeze()
 
@@ -173,8 +179,9 @@ class ModelHolder:
                 log.warning("cannot load %s: %s", self.model_uri, self.error)
                 raise ModelLoadError(self.error) from exc
             serving = Serving(model, evaluation, time.time(), ModelIdentity(**model.describe()))
+            replaced = self.current is not None
             self.current, self.error, self._key, self._failed_key = serving, None, key, None
-            settle_heap()
+            settle_heap(replaced=replaced)
             log.info(
                 "serving %s v%s (run %s) loaded in %.2f s",
                 model.name,
