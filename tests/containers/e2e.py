@@ -4,9 +4,10 @@ With Docker + Docker Compose where they exist, else podman + podman-compose (set
 machines by ../shared/tools/container-engine.sh). It builds every image target, brings up
 mlflow, api and app with compose, runs the pipeline service twice (`dvc repro`: the first
 trains and registers a champion in the mlflow container, the second is a no-op), sees the API
-follow the champion alias by itself and score a record, opens the dashboard in Chromium,
-runs the `score` image on a mounted folder of raw BAAC tables, checks that every container
-runs as a non-root user and is healthy, and checks the image sizes against their budgets.
+follow the champion alias by itself, score a record and a real CSV (a file job, in a worker
+forked from the API container's fork server), opens the dashboard in Chromium, runs the
+`score` image on a mounted folder of raw BAAC tables, checks that every container runs as a
+non-root user and is healthy, and checks the image sizes against their budgets.
 Whatever happens, the stack goes down with its volumes and the images it built are removed
 (KEEP_IMAGES=1 keeps them, for a faster second run).
 
@@ -34,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
+
+from tests.conftest import UPLOAD
 
 log = logging.getLogger("containers")
 
@@ -216,6 +219,22 @@ def a_record() -> dict[str, Any]:
     return rows[0]
 
 
+def check_file_job() -> None:
+    """Score the real 150-record upload through ``POST /score/file``: the job runs in a worker
+    forked from the API container's fork server, and its run is listed by the API."""
+    import httpx  # dev tool of the host running this check, not of the images
+
+    api = f"http://127.0.0.1:{PORTS['api']}"
+    upload = {"file": (UPLOAD.name, UPLOAD.read_bytes(), "text/csv")}
+    response = httpx.post(f"{api}/score/file", files=upload, timeout=120)
+    if response.status_code != 200:
+        raise Failure(f"POST /score/file answered {response.status_code}: {response.text[:300]}")
+    job = http_json(f"{api}/score/jobs/{response.json()['job_id']}")
+    if job["input_rows"] != 150 or job["scored"] + job["rejected"] != 150:
+        raise Failure(f"the file job counted {job['input_rows']} rows, {job['scored']} scored: expected 150")
+    log.info("file job: %d rows scored, verdict %s", job["scored"], job["verdict"])
+
+
 def check_dashboard(version: str) -> None:
     """The Overview page, rendered by Chromium, names the served model version."""
     from playwright.sync_api import Error as PlaywrightError
@@ -342,6 +361,9 @@ def main() -> int:
         if not 0.0 <= prediction["probability"] <= 1.0:
             raise Failure(f"/predict answered {prediction}")
         log.info("/predict: %s", prediction)
+        t = time.monotonic()
+        check_file_job()
+        timings["file job through the API"] = time.monotonic() - t
 
         t = time.monotonic()
         output = run_pipeline(engine)
