@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,27 +24,30 @@ def server_pid() -> int:
     raise RuntimeError("no API server among this process's children")
 
 
-def tree_rss(process: psutil.Process) -> int:
-    """RSS of ``process`` and of all its descendants (the API's job workers), bytes."""
-    total = process.memory_info().rss
-    for child in process.children(recursive=True):
-        try:
-            total += child.memory_info().rss
-        except psutil.NoSuchProcess:
-            continue  # ended between the listing and the read
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a process and of all its descendants now (the API's fork server and job
+    workers, the batch job's MLflow process), 0 once it has exited."""
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for process in tree:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):  # ended between listing and reading
+            total += process.memory_info().rss
     return total
 
 
 @contextmanager
 def peak_rss(pid: int) -> Iterator[Callable[[], float]]:
     """Sample the RSS of ``pid`` with its child processes every 10 ms; yields a getter of the peak (MB)."""
-    process = psutil.Process(pid)
-    peak = [tree_rss(process)]
+    peak = [tree_rss(pid)]
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.is_set():
-            peak[0] = max(peak[0], tree_rss(process))
+            peak[0] = max(peak[0], tree_rss(pid))
             time.sleep(0.01)
 
     thread = threading.Thread(target=sample, daemon=True)

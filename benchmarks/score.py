@@ -22,7 +22,6 @@ Run: ``python -m benchmarks.score`` (or through ``python -m benchmarks``).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import statistics
@@ -37,10 +36,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import psutil
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
+
+from benchmarks.probes import tree_rss
 
 os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
@@ -134,7 +134,7 @@ def run_job(args: list[str], env: dict[str, str]) -> dict[str, Any]:
 
     CPU time (user + system, every thread, the MLflow lookup process included) does not move
     when another process takes a core for a while, unlike the wall time: it tells a slower run
-    from a busier machine. Peak RSS is sampled every 20 ms (``process_tree_rss``): the rusage
+    from a busier machine. Peak RSS is sampled every 20 ms (``benchmarks.probes.tree_rss``): the rusage
     of a child started with vfork also counts this benchmark's own memory.
     """
     start = time.perf_counter()
@@ -149,7 +149,7 @@ def run_job(args: list[str], env: dict[str, str]) -> dict[str, Any]:
         )
         peak = 0
         while True:
-            peak = max(peak, process_tree_rss(proc.pid))
+            peak = max(peak, tree_rss(proc.pid))
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
@@ -160,20 +160,6 @@ def run_job(args: list[str], env: dict[str, str]) -> dict[str, Any]:
             log.seek(0)
             raise RuntimeError(f"pipeline.score failed ({code}): {log.read().strip().splitlines()[-1:]}")
     return {"seconds": seconds, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_bytes": peak}
-
-
-def process_tree_rss(pid: int) -> int:
-    """Resident bytes of a process and its children now (psutil), 0 once it has exited."""
-    try:
-        root = psutil.Process(pid)
-        tree = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0
-    total = 0
-    for proc in tree:
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):  # exited meanwhile
-            total += proc.memory_info().rss
-    return total
 
 
 def process_start(env: dict[str, str]) -> float:

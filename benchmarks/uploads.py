@@ -115,7 +115,7 @@ async def phase(
     The uploads leave from another process: httpx encoding and sending 50 MB in a thread of this
     one held its GIL in turn with the user's requests and added seconds to their latency.
     """
-    before = tree_rss(psutil.Process(pid)) / 1e6
+    before = tree_rss(pid) / 1e6
     load_before = load_average()
     with peak_rss(pid) as peak:
         job = asyncio.get_running_loop().run_in_executor(sender, send_uploads, base, *uploads)
