@@ -7,10 +7,12 @@ written Parquet (``api.jobs.Job``), never a frame kept in memory.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -109,11 +111,15 @@ def _relative(text: str, folder: Path) -> str:
     return text.replace(f"{folder}/", "")
 
 
-def _storage_full(exc: OSError) -> OSError:
-    """``StorageFull`` for a full disk or quota; any other ``OSError`` as it is."""
-    if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-        return exc
-    return StorageFull(exc.errno, "no space left in the server's TMPDIR for this upload; try again later")
+@contextlib.contextmanager
+def storage_full_errors() -> Iterator[None]:
+    """Raise ``StorageFull`` for a full disk or quota; any other ``OSError`` as it is."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise StorageFull(exc.errno, "no space left in the server's TMPDIR for this upload; try again later") from exc
 
 
 def save_job_input(upload: IO[bytes], filename: str | None, folder: Path) -> Path:
@@ -121,14 +127,9 @@ def save_job_input(upload: IO[bytes], filename: str | None, folder: Path) -> Pat
 
     Raises ``UnsupportedUpload`` (neither a CSV nor a zip) or ``StorageFull``."""
     inputs = folder / "input"
-    try:
+    with storage_full_errors():
         inputs.mkdir()
         return save_upload(upload, filename, inputs)
-    except OSError as exc:
-        error = _storage_full(exc)
-        if error is exc:
-            raise
-        raise error from exc
 
 
 @dataclass(frozen=True)
@@ -157,22 +158,18 @@ def score_upload(upload: UploadJob, model: LoadedModel) -> Job:
     inputs = path.parent
     parquet, rejects_csv, _ = output_paths(folder / "scored.parquet")
     try:
-        summary = score_to_files(
-            [path],
-            parquet,
-            model,
-            with_features=True,
-            max_reject_rate=upload.max_reject_rate,
-            limits=upload.limits,
-            monitor=recorder,
-        )
+        with storage_full_errors():
+            summary = score_to_files(
+                [path],
+                parquet,
+                model,
+                with_features=True,
+                max_reject_rate=upload.max_reject_rate,
+                limits=upload.limits,
+                monitor=recorder,
+            )
     except LimitExceeded as exc:
         raise too_large(safe_name(filename, "upload"), exc) from exc
-    except OSError as exc:
-        error = _storage_full(exc)
-        if error is exc:
-            raise
-        raise error from exc
     except InputError as exc:
         raise InputError(
             clip(_relative(exc.reason, inputs), MAX_MSG),  # a 10 MB cell is not echoed whole
