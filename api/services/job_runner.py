@@ -165,11 +165,12 @@ class JobRunner:
             self._forget_pool()
             return self._executor().submit(_run, task)
 
-    def _forget_pool(self) -> None:
+    def _forget_pool(self, *, wait: bool = False) -> None:
+        """Drop the pool (the next job starts a new one); ``wait`` for its workers to end."""
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            pool.shutdown(wait=wait, cancel_futures=True)
 
     async def run(self, upload: UploadJob, model: LoadedModel, cancel: asyncio.Event) -> Job:
         """Score ``upload`` with ``model`` in a worker; raises ``Cancelled`` once ``cancel`` is set
@@ -203,7 +204,4 @@ class JobRunner:
         for folder in list(self._running):
             if folder.exists():
                 (folder / CANCEL_FILE).touch()
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        self._forget_pool(wait=True)
